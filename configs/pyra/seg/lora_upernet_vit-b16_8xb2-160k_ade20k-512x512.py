@@ -1,0 +1,3 @@
+# LoRA-only baseline (no token merging) for the PYRA ADE20K config.
+_base_ = ['./pyra-lora-low_upernet_vit-b16_8xb2-160k_ade20k-512x512.py']
+model = dict(backbone=dict(merge_mode='none', merge_schedule=None))

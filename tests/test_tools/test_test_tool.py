@@ -1,0 +1,22 @@
+"""``tools/test.py`` on checkpoints written by ``tools/train.py``."""
+import os.path as osp
+import pickle
+
+
+def test_test_tool_evaluates_and_dumps(resume_runs, tools, data_root):
+    procs = {}
+    for lib, (cfg, _, _, ckpt_n) in tools.RESUME_CASES.items():
+        ckpt = osp.join(resume_runs[lib]['full'], ckpt_n)
+        out = osp.join(data_root, f'preds_{lib}.pkl')
+        cmd = tools.python_tool('test.py', cfg, ckpt, '--work-dir',
+                                osp.join(data_root, f'work_{lib}_test'), '--out', out)
+        if lib == 'seg':
+            cmd += ['--show-dir', 'vis']
+        procs[lib] = (tools.start(cmd, data_root), out)
+    for lib, (proc, out) in procs.items():
+        log = tools.check(tools.finish(proc))
+        metric = 'accuracy/top1' if lib == 'cls' else 'mIoU'
+        assert metric in log, log[-3000:]
+        with open(out, 'rb') as f:
+            preds = pickle.load(f)
+        assert len(preds) == (8 if lib == 'cls' else 2)

