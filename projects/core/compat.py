@@ -40,11 +40,10 @@ __all__ = [
 
 _APPLIED = False
 
-# Norm-layer ``type`` names that need a process group and a GPU:
-# 'SyncBN' (torch.nn.SyncBatchNorm, registered by mmcv), 'MMSyncBN' (mmcv.ops),
-# 'SyncBatchNorm' (the class name, accepted by mmengine's registry fallback).
-SYNC_BN_TYPES = ('SyncBN', 'MMSyncBN', 'SyncBatchNorm', 'nn.SyncBatchNorm',
-                 'mmcv.SyncBN', 'mmcv.MMSyncBN')
+# Norm-layer ``type`` names (as registered by mmcv) that need a GPU process group:
+# 'SyncBN' (torch.nn.SyncBatchNorm) and 'MMSyncBN' (mmcv.ops.SyncBatchNorm). Class
+# objects named *SyncBatchNorm (lazy-import configs) are treated the same.
+SYNC_BN_TYPES = ('SyncBN', 'MMSyncBN')
 
 # numpy dtypes of the arrays / scalars found in mmengine checkpoints (message-hub
 # histories are float64/int64, metrics can be float32, counters int32, flags bool).
@@ -129,14 +128,16 @@ def revert_sync_batchnorm(model: torch.nn.Module) -> torch.nn.Module:
 
 
 def sync_bn_to_bn(cfg: Any) -> int:
-    """Rewrite every ``type`` in :data:`SYNC_BN_TYPES` of a config to ``'BN'``.
+    """Rewrite every SyncBN ``type`` (:data:`SYNC_BN_TYPES`) of a config to ``'BN'``.
 
     Works in place on (nested) dicts / lists, including mmengine ``Config`` /
     ``ConfigDict``. Returns the number of replaced entries.
     """
     count = 0
     if isinstance(cfg, dict) or hasattr(cfg, 'items'):
-        if cfg.get('type', None) in SYNC_BN_TYPES:
+        norm_type = cfg.get('type', None)
+        if norm_type in SYNC_BN_TYPES or (isinstance(norm_type, type) and
+                                          norm_type.__name__.endswith('SyncBatchNorm')):
             cfg['type'] = 'BN'
             count += 1
         for value in cfg.values():

@@ -100,8 +100,9 @@ def test_prepare_runtime_cfg_keeps_sync_bn_for_gpu_ddp():
 def test_sync_bn_to_bn_counts_nested_entries():
     cfg = dict(a=dict(norm_cfg=dict(type='SyncBN')),
                b=[dict(type='MMSyncBN'), dict(type='GN', num_groups=2)],
-               c=(dict(norm=dict(type='BN')), ))
-    assert compat.sync_bn_to_bn(cfg) == 2
+               c=(dict(norm=dict(type='BN')), dict(norm=dict(type=torch.nn.SyncBatchNorm))))
+    assert compat.sync_bn_to_bn(cfg) == 3
+    assert cfg['c'][1]['norm']['type'] == 'BN'
     assert cfg['a']['norm_cfg']['type'] == 'BN' and cfg['b'][0]['type'] == 'BN'
     assert cfg['b'][1]['type'] == 'GN'
 

@@ -1,4 +1,5 @@
 """``tools/test.py`` on checkpoints written by ``tools/train.py``."""
+import os
 import os.path as osp
 import pickle
 
@@ -20,3 +21,5 @@ def test_test_tool_evaluates_and_dumps(resume_runs, tools, data_root):
         with open(out, 'rb') as f:
             preds = pickle.load(f)
         assert len(preds) == (8 if lib == 'cls' else 2)
+    drawn = os.listdir(osp.join(data_root, 'vis', 'vis_data', 'vis_image'))
+    assert len(drawn) == 2, drawn  # one image per val sample

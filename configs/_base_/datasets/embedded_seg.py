@@ -3,19 +3,12 @@
 # classes, ADE20K folder layout, label 255 ignored, no zero-label reduction.
 # ADE-style pipeline scaled to the 160-192 px crops: random rescale around a 128 px
 # short side, 128 x 128 random crop, flip, photometric distortion; validation and test
-# on the whole (rescaled) image.
+# on the whole (rescaled) image. As in mmseg's dataset bases, the data preprocessor
+# belongs to the model config (SegDataPreProcessor with size=crop_size).
 dataset_type = 'EmbeddedSegDataset'
 data_root = 'data/embedded_seg'
 crop_size = (128, 128)
 img_scale = (512, 128)
-data_preprocessor = dict(
-    type='SegDataPreProcessor',
-    mean=[123.675, 116.28, 103.53],
-    std=[58.395, 57.12, 57.375],
-    bgr_to_rgb=True,
-    pad_val=0,
-    seg_pad_val=255,
-    size=crop_size)
 train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='LoadAnnotations', reduce_zero_label=False),

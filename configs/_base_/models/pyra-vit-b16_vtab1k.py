@@ -1,6 +1,5 @@
 # ViT-B/16 (ImageNet-21k weights, timm/jax naming) + LoRA rank 8 on q/k/v, frozen
 # backbone, linear head: the PYRA / NOAH VTAB-1k model. Users bring the checkpoint.
-custom_imports = dict(imports=['projects'], allow_failed_imports=False)
 model = dict(
     type='ImageClassifier',
     backbone=dict(

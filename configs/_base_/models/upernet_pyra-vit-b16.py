@@ -1,9 +1,7 @@
 # UPerNet on a PYRA ViT-B/16 whose merged tokens are unmerged to the full 1/16 grid at
 # each of the four taps (out_indices as mmseg's ViT-B UPerNet), LoRA on q/k/v, frozen
 # backbone, heads fully trained. Leaves choose merge_mode / merge_schedule.
-custom_imports = dict(imports=['projects'], allow_failed_imports=False)
 norm_cfg = dict(type='SyncBN', requires_grad=True)
-crop_size = (512, 512)
 data_preprocessor = dict(
     type='SegDataPreProcessor',
     mean=[123.675, 116.28, 103.53],
@@ -11,14 +9,14 @@ data_preprocessor = dict(
     bgr_to_rgb=True,
     pad_val=0,
     seg_pad_val=255,
-    size=crop_size)
+    size=(512, 512))
 model = dict(
     type='EncoderDecoder',
     data_preprocessor=data_preprocessor,
     backbone=dict(
         type='PYRAViT',
         arch='b',
-        img_size=crop_size,
+        img_size=(512, 512),
         patch_size=16,
         out_type='featmap',
         out_indices=(2, 5, 8, 11),
@@ -60,4 +58,4 @@ model = dict(
     train_cfg=dict(),
     # slide inference at the crop size keeps the build-time token count, so the merge
     # schedule and PYRA's rank weights are used exactly as trained
-    test_cfg=dict(mode='slide', crop_size=crop_size, stride=(341, 341)))
+    test_cfg=dict(mode='slide', crop_size=(512, 512), stride=(341, 341)))

@@ -16,8 +16,8 @@ pipeline = [
     dict(type='PackInputs'),
 ]
 train_dataloader = dict(dataset=dict(pipeline=pipeline))
-val_dataloader = dict(batch_size=100, dataset=dict(pipeline=pipeline))
-test_dataloader = val_dataloader
+
+test_dataloader = dict(batch_size=100, dataset=dict(pipeline=pipeline))
 model = dict(backbone=dict(img_size=img_size))
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-3, by_epoch=True, begin=0, end=1,
@@ -25,6 +25,9 @@ param_scheduler = [
     dict(type='CosineAnnealingLR', eta_min=1e-5, by_epoch=True, begin=1, end=3,
          convert_to_iter_based=True),
 ]
-# the test split is evaluated once after training (tools/test.py or the main job)
-train_cfg = dict(max_epochs=3, val_interval=3)
+train_cfg = dict(max_epochs=3)
 default_hooks = dict(checkpoint=dict(interval=1, max_keep_ckpts=1))
+# no validation during training: the 2000-image test split is evaluated once, after
+val_dataloader = None
+val_cfg = None
+val_evaluator = None

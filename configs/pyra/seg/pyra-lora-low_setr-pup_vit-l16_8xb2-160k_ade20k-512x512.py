@@ -4,7 +4,7 @@
 _base_ = [
     '../../_base_/models/setr-pup_pyra-vit-l16.py',
     'mmseg::_base_/datasets/ade20k.py',
-    'mmseg::_base_/schedules/schedule_160k.py',
+    '../../_base_/schedules/seg_iter-160k.py',
     '../../_base_/default_runtime_seg.py',
 ]
 crop_size = (512, 512)
@@ -17,3 +17,4 @@ optim_wrapper = dict(
 train_dataloader = dict(batch_size=2)
 val_dataloader = dict(batch_size=1)
 test_dataloader = val_dataloader
+default_hooks = dict(checkpoint=dict(interval=16000))

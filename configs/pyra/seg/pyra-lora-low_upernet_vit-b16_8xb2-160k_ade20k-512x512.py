@@ -7,7 +7,7 @@
 _base_ = [
     '../../_base_/models/upernet_pyra-vit-b16.py',
     'mmseg::_base_/datasets/ade20k.py',
-    'mmseg::_base_/schedules/schedule_160k.py',
+    '../../_base_/schedules/seg_iter-160k.py',
     '../../_base_/default_runtime_seg.py',
 ]
 crop_size = (512, 512)
@@ -26,3 +26,4 @@ param_scheduler = [
 train_dataloader = dict(batch_size=2)
 val_dataloader = dict(batch_size=1)
 test_dataloader = val_dataloader
+default_hooks = dict(checkpoint=dict(interval=16000))

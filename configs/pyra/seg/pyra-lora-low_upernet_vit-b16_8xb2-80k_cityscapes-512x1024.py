@@ -3,7 +3,7 @@
 _base_ = [
     '../../_base_/models/upernet_pyra-vit-b16.py',
     'mmseg::_base_/datasets/cityscapes.py',
-    'mmseg::_base_/schedules/schedule_80k.py',
+    '../../_base_/schedules/seg_iter-80k.py',
     '../../_base_/default_runtime_seg.py',
 ]
 crop_size = (512, 1024)
@@ -25,3 +25,4 @@ param_scheduler = [
     dict(type='PolyLR', eta_min=0.0, power=1.0, by_epoch=False, begin=1500, end=80000),
 ]
 train_dataloader = dict(batch_size=2)
+default_hooks = dict(checkpoint=dict(interval=8000))

@@ -29,8 +29,9 @@ stores the list; on resume each rank takes its own entry.
 Limits: dataloader workers are seeded by mmengine's ``worker_init_fn`` from the seed
 alone, so with ``persistent_workers=True`` in epoch-based training the transforms of
 a resumed run differ (iteration-based runs replay the skipped batches through the
-same workers and are exact). CUDA generator states are stored for the current
-device only.
+same workers and are exact). Epoch-based runs resume exactly from end-of-epoch
+checkpoints only (mmengine restarts a partly trained epoch). CUDA generator states
+are stored for the current device only.
 """
 import random
 from typing import Any, Dict, List, Optional
