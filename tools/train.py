@@ -22,7 +22,7 @@ import torch  # noqa: E402
 from mmengine.config import Config, DictAction  # noqa: E402
 from mmengine.logging import print_log  # noqa: E402
 from mmengine.registry import RUNNERS  # noqa: E402
-from mmengine.runner import Runner  # noqa: E402
+from mmengine.runner import Runner, find_latest_checkpoint  # noqa: E402
 
 import projects  # noqa: E402,F401  (registers components, applies compat fixes)
 from projects.core.compat import (init_cpu_dist, prepare_runtime_cfg,  # noqa: E402
@@ -106,6 +106,9 @@ def setup_cfg(args) -> Config:
         cfg.load_from = args.resume
 
     notes = prepare_runtime_cfg(cfg, args.launcher)
+    if args.resume == 'auto' and not find_latest_checkpoint(cfg.work_dir):
+        notes.append(f'--resume: no checkpoint in {cfg.work_dir}; training starts '
+                     'from scratch')
     if os.environ.get('RANK', '0') == '0':  # the runner's logger does not exist yet
         for note in notes:
             print_log(note, logger='current', level=logging.WARNING)

@@ -156,14 +156,16 @@ def resolve_dist_backend(cfg, cuda: Optional[bool] = None) -> str:
     replaced by ``'gloo'``. Returns the backend set in ``cfg``.
     """
     cuda = torch.cuda.is_available() if cuda is None else cuda
-    env_cfg = cfg.setdefault('env_cfg', {})
-    dist_cfg = env_cfg.setdefault('dist_cfg', {})
-    backend = dist_cfg.get('backend', 'nccl')
+    if cfg.get('env_cfg', None) is None:
+        cfg['env_cfg'] = dict()
+    if cfg['env_cfg'].get('dist_cfg', None) is None:
+        cfg['env_cfg']['dist_cfg'] = dict()
+    backend = cfg['env_cfg']['dist_cfg'].get('backend', 'nccl')
     if cuda and backend == 'gloo':
         backend = 'nccl'
     elif not cuda and backend == 'nccl':
         backend = 'gloo'
-    dist_cfg['backend'] = backend
+    cfg['env_cfg']['dist_cfg']['backend'] = backend
     return backend
 
 

@@ -4,7 +4,7 @@ import os
 import os.path as osp
 
 import torch
-from mmengine.dist import get_dist_info
+from mmengine.dist import barrier, get_dist_info
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
@@ -17,7 +17,9 @@ class InterruptHook(Hook):
     """Kill the process right after the checkpoint of a given iteration / epoch.
 
     ``os._exit`` skips every remaining hook, ``after_train``/``after_run`` and all
-    clean-up, as a crash or a pre-emption would. Runs after CheckpointHook (LOWEST).
+    clean-up, as a crash or a pre-emption would. Runs after CheckpointHook (LOWEST);
+    in distributed runs all ranks first wait until rank 0 has written the checkpoint
+    (otherwise the launcher kills rank 0 mid-write when another rank exits).
     """
 
     priority = 'LOWEST'
@@ -28,11 +30,17 @@ class InterruptHook(Hook):
 
     def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
         if self.after_iter is not None and runner.iter + 1 == self.after_iter:
-            os._exit(INTERRUPT_EXIT_CODE)
+            self._exit()
 
     def after_train_epoch(self, runner):
         if self.after_epoch is not None and runner.epoch + 1 == self.after_epoch:
-            os._exit(INTERRUPT_EXIT_CODE)
+            self._exit()
+
+    @staticmethod
+    def _exit():
+        if get_dist_info()[1] > 1:
+            barrier()
+        os._exit(INTERRUPT_EXIT_CODE)
 
 
 @HOOKS.register_module()

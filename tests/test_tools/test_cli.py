@@ -86,6 +86,9 @@ def test_dist_backend_follows_cuda():
     assert compat.resolve_dist_backend(cfg, cuda=False) == 'gloo'
     cfg = Config(dict(env_cfg=dict(dist_cfg=dict(backend='mpi'))))
     assert compat.resolve_dist_backend(cfg, cuda=True) == 'mpi'
+    cfg = Config(dict(model=dict()))  # no env_cfg at all (mmengine default: nccl)
+    assert compat.resolve_dist_backend(cfg, cuda=False) == 'gloo'
+    assert cfg.env_cfg.dist_cfg.backend == 'gloo'
 
 
 def test_prepare_runtime_cfg_keeps_sync_bn_for_gpu_ddp():

@@ -1,40 +1,88 @@
-"""``tools/dist_train.sh`` with two CPU processes (gloo), SyncBN in the config."""
+"""``tools/dist_train.sh`` with two CPU processes (gloo).
+
+* a 4-iteration run of the tiny segmentation config with SyncBN requested: one
+  checkpoint, both ranks train in one process group and end with identical
+  parameters;
+* a 2-process resume: 8 iterations uninterrupted vs. killed after the iteration-4
+  checkpoint and resumed with ``--resume``; every rank restores its own RNG states.
+"""
 import os
 import os.path as osp
 
+import pytest
 import torch
 
 
-def test_dist_train_two_cpu_processes(tools, data_root):
-    work_dir = osp.join(data_root, 'work_seg_ddp')
-    result = tools.run(
-        ['bash', osp.join(tools.TOOLS, 'dist_train.sh'), tools.SEG_TESTHOOKS_CFG, '2',
-         '--work-dir', work_dir, '--cfg-options', 'train_cfg.max_iters=4',
-         'train_cfg.val_interval=4', 'default_hooks.checkpoint.interval=4',
-         'model.decode_head.norm_cfg.type=SyncBN'],
-        data_root, timeout=400, PORT=str(tools.free_port()))
-    log = tools.check(result)
+@pytest.fixture(scope='module')
+def ddp_runs(tools, data_root):
+    script = ['bash', osp.join(tools.TOOLS, 'dist_train.sh'), tools.SEG_TESTHOOKS_CFG, '2']
+    dirs = {name: osp.join(data_root, f'work_ddp_{name}')
+            for name in ('short', 'full', 'cut')}
+    extra = {
+        'short': ['--cfg-options', 'train_cfg.max_iters=4',
+                  'model.decode_head.norm_cfg.type=SyncBN'],
+        'full': [],
+        'cut': ['--cfg-options', 'custom_hooks.1.after_iter=4'],
+    }
+    procs = {name: tools.start(script + ['--work-dir', dirs[name]] + extra[name],
+                               data_root, PORT=str(tools.free_port()))
+             for name in dirs}
+    results = {name: tools.finish(proc, timeout=400) for name, proc in procs.items()}
+    if osp.exists(osp.join(dirs['cut'], 'iter_4.pth')):
+        results['cut_files'] = sorted(os.listdir(dirs['cut']))
+        results['resume'] = tools.run(script + ['--work-dir', dirs['cut'], '--resume'],
+                                      data_root, timeout=400,
+                                      PORT=str(tools.free_port()))
+    return dirs, results
+
+
+def _params(tools, work_dir, rank):
+    dump = tools.load_ckpt(osp.join(work_dir, f'params_rank{rank}.pth'))
+    assert (dump['rank'], dump['world_size']) == (rank, 2)
+    return dump['params']
+
+
+def _assert_same(a, b):
+    assert a.keys() == b.keys() and len(a) > 0
+    for key, value in a.items():
+        assert torch.equal(value, b[key]), key
+
+
+def test_dist_train_two_cpu_processes(ddp_runs, tools):
+    dirs, results = ddp_runs
+    work_dir = dirs['short']
+    log = tools.check(results['short'])
     assert log.count('SyncBN norm config(s) replaced by BN') == 1  # rank 0 prints
     assert 'Distributed training: True' in log and 'GPU number: 2' in log
-    assert 'Distributed training is not used' not in log
 
     # one checkpoint, written by rank 0, holding both ranks' RNG states
-    ckpts = sorted(f for f in os.listdir(work_dir) if f.endswith('.pth')
-                   and f.startswith('iter_'))
+    ckpts = sorted(f for f in os.listdir(work_dir) if f.startswith('iter_'))
     assert ckpts == ['iter_4.pth']
     ckpt = tools.load_ckpt(osp.join(work_dir, 'iter_4.pth'))
+    assert ckpt['meta']['iter'] == 4
     assert ckpt['rng_state']['world_size'] == 2
     assert len(ckpt['rng_state']['states']) == 2
-    assert ckpt['meta']['iter'] == 4
 
-    # both ranks trained to the end, in a 2-process group, with identical parameters
-    dumps = [tools.load_ckpt(osp.join(work_dir, f'params_rank{r}.pth')) for r in (0, 1)]
-    assert [(d['rank'], d['world_size']) for d in dumps] == [(0, 2), (1, 2)]
-    params0, params1 = dumps[0]['params'], dumps[1]['params']
-    assert params0.keys() == params1.keys() and len(params0) > 0
-    for key, value in params0.items():
-        assert torch.equal(value, params1[key]), key
-        assert torch.equal(value, ckpt['state_dict'][key]), key
-    # the per-rank data differed (DistributedSampler): BN running stats are per rank
-    # buffers in the checkpoint, so training really saw data
-    assert any('running_mean' in k for k in ckpt['state_dict'])
+    # both ranks trained to the end in a 2-process group, with identical parameters
+    params0, params1 = _params(tools, work_dir, 0), _params(tools, work_dir, 1)
+    _assert_same(params0, params1)
+    _assert_same(params0, {k: ckpt['state_dict'][k] for k in params0})
+
+
+def test_dist_resume_restores_every_rank(ddp_runs, tools):
+    dirs, results = ddp_runs
+    tools.check(results['full'])
+    assert results['cut'].returncode != 0  # torchrun reports the killed workers
+    assert 'resume' in results, 'the interrupted run left no checkpoint'
+    assert [f for f in results['cut_files'] if f.endswith('.pth')] == ['iter_4.pth']
+    log = tools.check(results['resume'])
+    assert 'resumed epoch: 0, iter: 4' in log
+    states = tools.load_ckpt(osp.join(dirs['cut'], 'iter_4.pth'))['rng_state']['states']
+    # the ranks' augmentation streams really differ, so a per-rank restore matters
+    assert states[0]['numpy']['pos'] != states[1]['numpy']['pos'] or \
+        not torch.equal(states[0]['numpy']['keys'], states[1]['numpy']['keys'])
+    full = tools.load_ckpt(osp.join(dirs['full'], 'iter_8.pth'))['state_dict']
+    resumed = tools.load_ckpt(osp.join(dirs['cut'], 'iter_8.pth'))['state_dict']
+    _assert_same(full, resumed)  # BN running stats of rank 0 included
+    for rank in (0, 1):
+        _assert_same(_params(tools, dirs['full'], rank), _params(tools, dirs['cut'], rank))

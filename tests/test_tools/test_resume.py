@@ -13,9 +13,13 @@ control resumes from the same checkpoint without its RNG states and must *not*
 match, which shows the comparison can fail.
 """
 import os.path as osp
+import subprocess
+import sys
 
 import pytest
 import torch
+
+import projects  # noqa: F401  (allows weights-only loading of mmengine checkpoints)
 
 LIBS = ('cls', 'seg')
 
@@ -84,3 +88,14 @@ def test_runner_checkpoints_load_weights_only(resume_runs, tools):
             assert buffers and all(type(b).__name__ == 'HistoryBuffer'
                                    for b in buffers.values())
             assert buffers['train/loss'].mean() > 0
+
+
+def test_weights_only_load_fails_without_projects(resume_runs, tools):
+    """The fix is what makes the load above work: plain torch refuses the file."""
+    ckpt = osp.join(resume_runs['cls']['full'], tools.RESUME_CASES['cls'][3])
+    result = subprocess.run(
+        [sys.executable, '-c', f'import torch; torch.load({ckpt!r}, weights_only=True)'],
+        capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    assert 'Weights only load failed' in result.stderr
+    assert 'HistoryBuffer' in result.stderr or 'numpy' in result.stderr

@@ -43,6 +43,9 @@ def parse_args(argv: List[str] = None) -> argparse.Namespace:
     p.add_argument('--threads', type=int, default=None, help='torch.set_num_threads')
     p.add_argument('--fold-lora', action='store_true',
                    help='fold LoRA into the weights before timing (deployment)')
+    p.add_argument('--plain-baseline', action='store_true',
+                   help='add a first row: the first config without merging and without '
+                        'LoRA (the plain ViT); ratios are then against it')
     p.add_argument('--cfg-options', nargs='+', action=DictAction,
                    help='override settings of every config')
     return p.parse_args(argv)
@@ -53,31 +56,36 @@ def main(argv: List[str] = None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     rows = []
-    for path in args.configs:
+    runs = [(osp.basename(p), p, {}) for p in args.configs]
+    if args.plain_baseline:
+        plain = dict(merge_mode='none', merge_schedule=None, lora_cfg=None)
+        runs.insert(0, ('plain ViT (' + runs[0][0] + ')', args.configs[0], plain))
+    for name, path, override in runs:
         cfg = Config.fromfile(path)
         if args.cfg_options:
             cfg.merge_from_dict(args.cfg_options)
+        cfg.model.backbone.update(override)
         cfg.model.backbone.pop('init_cfg', None)  # speed does not depend on weights
         model = build_model_from_cfg(cfg).eval()
         backbone = model.backbone
-        if args.fold_lora and isinstance(backbone, PYRAViT):
-            backbone.merge_lora()
+        if args.fold_lora and isinstance(backbone, PYRAViT) and backbone.merge_lora():
+            name += ' [LoRA folded]'
         hw = tuple(args.img_size) if args.img_size else backbone.img_size
         hw = hw * 2 if len(hw) == 1 else hw
         x = torch.randn(args.batch_size, 3, *hw)
         fn = backbone if args.part == 'backbone' else (lambda t: model(t, mode='tensor'))
         stats = measure_throughput(fn, x, args.warmup, args.repeats)
         gflops = vit_macs(backbone, hw) / 1e9 if isinstance(backbone, PYRAViT) else float('nan')
-        rows.append((osp.basename(path), stats, gflops))
-        print(f'{osp.basename(path)}: {stats["images_per_s"]:.2f} img/s '
+        rows.append((name, stats, gflops))
+        print(f'{name}: {stats["images_per_s"]:.2f} img/s '
               f'(best {stats["best_images_per_s"]:.2f}, worst {stats["worst_images_per_s"]:.2f}), '
               f'{gflops:.2f} GFLOPs/img', flush=True)
     base_speed, base_flops = rows[0][1]['images_per_s'], rows[0][2]
     print(f'\nbatch {args.batch_size}, {args.part}, {torch.get_num_threads()} threads, '
           f'median of {args.repeats} after {args.warmup} warm-up')
-    print(f'{"config":<70} {"img/s":>9} {"speed-up":>9} {"GFLOPs":>8} {"FLOPs ratio":>11}')
+    print(f'{"config":<84} {"img/s":>9} {"speed-up":>9} {"GFLOPs":>8} {"FLOPs ratio":>11}')
     for name, stats, gflops in rows:
-        print(f'{name:<70} {stats["images_per_s"]:>9.2f} '
+        print(f'{name:<84} {stats["images_per_s"]:>9.2f} '
               f'{stats["images_per_s"] / base_speed:>8.2f}x {gflops:>8.2f} '
               f'{base_flops / gflops:>10.2f}x')
 
