@@ -6,4 +6,4 @@ the mmpretrain / mmseg / mmengine registries.
 """
 from .core import compat  # noqa: F401  (must run before any checkpoint is loaded)
 from .core import datasets, hooks  # noqa: F401
-from . import faseg, pyra  # noqa: F401
+from . import faseg, pyra, spt  # noqa: F401

@@ -57,7 +57,6 @@ else
   fi
   log "installing $WHEEL"
   "${PIP[@]}" --no-deps --force-reinstall "$WHEEL"
-  "${PIP[@]}" addict yapf opencv-python'<5' pyyaml packaging numpy
 fi
 
 log "installing OpenMMLab packages, data packages and test tools"

@@ -140,12 +140,15 @@ def test_vtab1k_splits(split, size):
 
 
 def test_vtab1k_default_root_and_pipeline(monkeypatch):
+    from mmengine.registry import DefaultScope
     monkeypatch.chdir(ROOT)
-    ds = VTAB1k(task='fashion_mnist', split='val', pipeline=[
-        dict(type='LoadImageFromFile'),
-        dict(type='Resize', scale=32),
-        dict(type='PackInputs')])
-    sample = ds[3]
+    # pipelines resolve in the current default scope, which other tests may have set
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        ds = VTAB1k(task='fashion_mnist', split='val', pipeline=[
+            dict(type='LoadImageFromFile'),
+            dict(type='Resize', scale=32),
+            dict(type='PackInputs')])
+        sample = ds[3]
     assert tuple(sample['inputs'].shape) == (3, 32, 32)
     label = read_list('val200.txt')[3][1]
     assert int(sample['data_samples'].gt_label) == label

@@ -144,11 +144,12 @@ def test_trained_checkpoint_folds_into_plain_model(runs):
     from mmengine.config import Config
     from mmengine.runner import load_checkpoint
 
+    import projects.spt  # noqa: F401
     from projects.core.model_builder import build_model_from_cfg
     from projects.spt.export import fold_spt_checkpoint, plain_config
     root = runs['root']
     _ok(runs['first'])
-    cfg = Config.fromfile(CFG)
+    cfg = Config.fromfile(CFG, import_custom_modules=False)  # test hooks not needed
     cfg.model.backbone.spt_cfg.allocation = osp.join(root, 'cache', 'single.pth')
     out = osp.join(root, 'folded.pth')
     fold_spt_checkpoint(cfg, osp.join(root, 'w_first', 'epoch_2.pth'), out)
