@@ -31,3 +31,5 @@ default_hooks = dict(checkpoint=dict(interval=1, max_keep_ckpts=1))
 val_dataloader = None
 val_cfg = None
 val_evaluator = None
+# a fixed seed makes the three methods' head and LoRA initialisations identical
+randomness = dict(seed=0)
