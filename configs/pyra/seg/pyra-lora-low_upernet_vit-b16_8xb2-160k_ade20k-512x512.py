@@ -8,17 +8,11 @@ _base_ = [
     '../../_base_/models/upernet_pyra-vit-b16.py',
     'mmseg::_base_/datasets/ade20k.py',
     '../../_base_/schedules/seg_iter-160k.py',
+    '../../_base_/schedules/seg_adamw-vit.py',
     '../../_base_/default_runtime_seg.py',
 ]
 crop_size = (512, 512)
 model = dict(data_preprocessor=dict(size=crop_size))
-optim_wrapper = dict(
-    _delete_=True,
-    type='OptimWrapper',
-    optimizer=dict(type='AdamW', lr=6e-5, betas=(0.9, 0.999), weight_decay=0.01),
-    paramwise_cfg=dict(custom_keys=dict(
-        pos_embed=dict(decay_mult=0.0), cls_token=dict(decay_mult=0.0),
-        norm=dict(decay_mult=0.0))))
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-6, by_epoch=False, begin=0, end=1500),
     dict(type='PolyLR', eta_min=0.0, power=1.0, by_epoch=False, begin=1500, end=160000),

@@ -4,6 +4,7 @@ _base_ = [
     '../../_base_/models/upernet_pyra-vit-b16.py',
     'mmseg::_base_/datasets/cityscapes.py',
     '../../_base_/schedules/seg_iter-80k.py',
+    '../../_base_/schedules/seg_adamw-vit.py',
     '../../_base_/default_runtime_seg.py',
 ]
 crop_size = (512, 1024)
@@ -13,13 +14,6 @@ model = dict(
     decode_head=dict(num_classes=19),
     auxiliary_head=dict(num_classes=19),
     test_cfg=dict(mode='slide', crop_size=crop_size, stride=(768, 768)))
-optim_wrapper = dict(
-    _delete_=True,
-    type='OptimWrapper',
-    optimizer=dict(type='AdamW', lr=6e-5, betas=(0.9, 0.999), weight_decay=0.01),
-    paramwise_cfg=dict(custom_keys=dict(
-        pos_embed=dict(decay_mult=0.0), cls_token=dict(decay_mult=0.0),
-        norm=dict(decay_mult=0.0))))
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-6, by_epoch=False, begin=0, end=1500),
     dict(type='PolyLR', eta_min=0.0, power=1.0, by_epoch=False, begin=1500, end=80000),
