@@ -289,3 +289,8 @@ class PYRAViT(BaseModule):
     def folded_state_dict(self) -> Dict[str, Tensor]:
         """State dict that loads into the same config with ``lora_cfg=None``."""
         return fold_lora_state_dict(self)
+
+    @classmethod
+    def plain_backbone_cfg(cls, cfg: dict) -> dict:
+        """The backbone config that :meth:`folded_state_dict` loads into."""
+        return dict(cfg, lora_cfg=None)

@@ -5,3 +5,4 @@ from .cache import SPTCacheError, load_allocation, save_allocation  # noqa: F401
 from .hooks import SPTAllocationHook  # noqa: F401
 from .runner import SPTRunner, ensure_allocation  # noqa: F401
 from .sensitivity import accumulate_sensitivity  # noqa: F401
+from .swin import SPTSwin  # noqa: F401

@@ -1,7 +1,7 @@
 """SPTAllocationHook: logs and saves what SPT allocated, and refuses to resume or
 load a checkpoint trained with another allocation.
 
-The SPT structure itself is built in SPTViT's constructor (mmengine builds the
+The SPT structure itself is built in the SPT backbone's constructor (mmengine builds the
 optimizer and the DDP wrapper before any hook runs, so a hook must not change the
 trainable set). Usage::
 
@@ -21,7 +21,8 @@ def _spt_backbone(runner):
     model = runner.model.module if is_model_wrapper(runner.model) else runner.model
     backbone = getattr(model, 'backbone', model)
     if not hasattr(backbone, 'allocation_key'):
-        raise TypeError('SPTAllocationHook needs a model whose backbone is an SPTViT.')
+        raise TypeError('SPTAllocationHook needs a model with an SPT backbone (SPTViT, '
+                        'SPTSwin).')
     return backbone
 
 

@@ -4,7 +4,8 @@ its cache file does not exist (one command), then builds the SPT model from it.
 The sensitivity pass runs inside :meth:`build_model`, i.e. after the distributed
 environment, the seed and the default scope are set up and *before* the real model,
 the DDP wrapper and the optimizer exist. Every rank scores its share of the C samples
-on a plain PYRAViT (same config, pretrained weights loaded), the sums are
+on the plain backbone (``PLAIN_TYPE`` of the SPT backbone class: PYRAViT for SPTViT,
+SwinTransformer for SPTSwin; same config, pretrained weights loaded), the sums are
 all-reduced, rank 0 allocates and writes the cache, and after a barrier every rank
 builds SPTViT from the same file (a shared file system is assumed, as for mmengine's
 checkpoints). An existing cache is reused when its key (model, data, sensitivity and
@@ -25,7 +26,7 @@ from torch.utils.data import DataLoader
 from .allocation import allocate
 from .cache import load_allocation, make_key, save_allocation
 from .sensitivity import accumulate_sensitivity, sensitivity_batches
-from .units import unit_slice, vit_units
+from .units import backbone_units, unit_slice
 
 SENSITIVITY_DEFAULTS = dict(num_samples=800, batch_size=32, train_mode=False)
 ALLOCATION_KEYS = ('budget', 'rule', 'alpha', 'beta', 'match_budget', 'structured_only')
@@ -74,15 +75,20 @@ def allocation_key(model_cfg: dict, dataset_cfg: dict) -> tuple:
     return make_key(info)
 
 
+def spt_backbone_class(backbone_cfg: dict) -> type:
+    """The registered SPT backbone class of a config (in the current default scope)."""
+    with MODELS.switch_scope_and_registry(None) as registry:
+        cls = registry.get(backbone_cfg['type'])
+    if cls is None or not hasattr(cls, 'plain_backbone_cfg'):
+        raise TypeError(f"{backbone_cfg['type']} is not an SPT backbone (SPTViT, SPTSwin); "
+                        'spt_cfg needs one.')
+    return cls
+
+
 def scoring_model_cfg(model_cfg: dict) -> dict:
-    """The same model with a plain PYRAViT backbone (nothing frozen, no adapters)."""
+    """The same model with the plain backbone (nothing frozen, no adapters)."""
     cfg = copy.deepcopy(model_cfg)
-    backbone = cfg['backbone']
-    backbone.pop('spt_cfg')
-    scope, _, _ = str(backbone['type']).rpartition('.')
-    backbone['type'] = f'{scope}.PYRAViT' if scope else 'PYRAViT'
-    backbone['frozen'] = False
-    backbone['lora_cfg'] = None
+    cfg['backbone'] = spt_backbone_class(cfg['backbone']).plain_backbone_cfg(cfg['backbone'])
     return cfg
 
 
@@ -103,7 +109,7 @@ def compute_allocation(model_cfg: dict, dataloader_cfg: dict, path: str, key: st
                                   rank, world)
     loader = DataLoader(dataset, batch_sampler=batches, collate_fn=collate_fn,
                         num_workers=0)
-    units = vit_units(model.backbone)
+    units = backbone_units(model.backbone)
     params = sorted({f'backbone.{u.param}' for u in units.values()})
     print_log(f'SPT: computing sensitivity of {len(units)} tensors over '
               f'{sens["num_samples"]} samples (batch {sens["batch_size"]}, '

@@ -1,10 +1,11 @@
 """The tensors SPT scores and allocates on, named like the official code.
 
 A *unit* is a weight matrix or a vector that gets its own structured/unstructured
-decision. The fused ``attn.qkv`` of PYRAViT is split into three units (its q, k and v
-row blocks), as the official code scores separate q/k/v layers. Names follow the
-official ``blocks.{i}.attn.q.weight`` convention; ``param`` is the real parameter and
-``rows`` the row range of that parameter the unit covers.
+decision. The fused qkv of PYRAViT (``attn.qkv``) and of Swin (``attn.w_msa.qkv``) is
+split into three units (its q, k and v row blocks), as the official code scores
+separate q/k/v layers. Names follow the official ``blocks.{i}.attn.q.weight``
+convention; ``param`` is the real parameter and ``rows`` the row range of that
+parameter the unit covers. :func:`backbone_units` picks the discovery for a backbone.
 """
 from collections import OrderedDict
 from typing import Dict, NamedTuple, Optional, Tuple
@@ -68,6 +69,74 @@ def vit_units(model: nn.Module) -> Dict[str, Unit]:
         if f'norm.{leaf}' in params:
             add(f'norm.{leaf}', f'norm.{leaf}', None, 'vector', -1, f'norm.{leaf}')
     return units
+
+
+def swin_units(model: nn.Module) -> Dict[str, Unit]:
+    """Units of mmpretrain's ``SwinTransformer``: per block q/k/v (thirds of
+    ``attn.w_msa.qkv``), proj, fc1 (``ffn.layers.0.0``), fc2 (``ffn.layers.1``) weights
+    and biases, norm1/norm2; per patch merging its ``reduction`` matrix and norm; the
+    output norms. ``block`` counts blocks over all stages. Excluded like the patch and
+    position embeddings of the ViT: patch embedding, relative position bias tables,
+    absolute position embedding, head. (The official SPT code for Swin was never
+    released; this applies the ViT rules to every Swin layer of the same kind.)"""
+    params = dict(model.named_parameters())
+    units: Dict[str, Unit] = OrderedDict()
+
+    def add(name, param, rows, kind, block, op):
+        p = params[param]
+        shape = tuple(p.shape) if rows is None else (rows[1] - rows[0],) + tuple(p.shape[1:])
+        units[name] = Unit(name, param, rows, shape, kind, block, op)
+
+    def add_bias(name, param, block, op):
+        if param in params:
+            add(name, param, None, 'vector', block, op)
+
+    index = 0
+    for s, stage in enumerate(model.stages):
+        for j, block in enumerate(stage.blocks):
+            pre = f'stages.{s}.blocks.{j}.'
+            att = f'{pre}attn.w_msa.'
+            dim = block.attn.w_msa.qkv.in_features
+            for t, name in enumerate(('q', 'k', 'v')):
+                rows = (t * dim, (t + 1) * dim)
+                add(f'{att}{name}.weight', f'{att}qkv.weight', rows, 'matrix', index, name)
+                if f'{att}qkv.bias' in params:
+                    add(f'{att}{name}.bias', f'{att}qkv.bias', rows, 'vector', index,
+                        f'{name}.bias')
+            for op, mod in (('proj', 'attn.w_msa.proj'), ('fc1', 'ffn.layers.0.0'),
+                            ('fc2', 'ffn.layers.1')):
+                add(f'{pre}{mod}.weight', f'{pre}{mod}.weight', None, 'matrix', index, op)
+                add_bias(f'{pre}{mod}.bias', f'{pre}{mod}.bias', index, f'{op}.bias')
+            for norm in ('norm1', 'norm2'):
+                for leaf in ('weight', 'bias'):
+                    add_bias(f'{pre}{norm}.{leaf}', f'{pre}{norm}.{leaf}', index,
+                             f'{norm}.{leaf}')
+            index += 1
+        down = f'stages.{s}.downsample.'
+        if f'{down}reduction.weight' in params:
+            add(f'{down}reduction.weight', f'{down}reduction.weight', None, 'matrix',
+                index - 1, 'reduction')
+            for leaf in ('weight', 'bias'):
+                add_bias(f'{down}norm.{leaf}', f'{down}norm.{leaf}', index - 1,
+                         f'reduction_norm.{leaf}')
+    for name in sorted(params):
+        head, _, leaf = name.partition('.')
+        if head.startswith('norm') and head[4:].isdigit() and leaf in ('weight', 'bias'):
+            add(name, name, None, 'vector', -1, f'{head}.{leaf}')
+    return units
+
+
+def backbone_units(model: nn.Module) -> Dict[str, Unit]:
+    """The units of a supported backbone (PYRAViT / SPTViT, mmpretrain Swin / SPTSwin)."""
+    from mmpretrain.models import SwinTransformer
+
+    from ..pyra.backbone import PYRAViT
+    if isinstance(model, PYRAViT):
+        return vit_units(model)
+    if isinstance(model, SwinTransformer):
+        return swin_units(model)
+    raise TypeError(f'SPT supports PYRAViT and mmpretrain SwinTransformer backbones, not '
+                    f'{type(model).__name__}.')
 
 
 def unit_slice(unit: Unit, tensor):

@@ -32,6 +32,17 @@ def test_vtab_leaves_match_generator():
             assert f.read() == text, f'{name} is stale: re-run the generator'
 
 
+def test_spt_vtab_leaves_match_generator():
+    from generate_vtab1k_configs import SPT_OUT_DIR, expected_spt_files
+    files = expected_spt_files()
+    assert len(files) == 19 * 4 + 2
+    assert sorted(files) == sorted(osp.basename(p) for p in glob.glob(
+        osp.join(SPT_OUT_DIR, '*.py'))), 'configs/spt/vtab differs: re-run the generator'
+    for name, text in files.items():
+        with open(osp.join(SPT_OUT_DIR, name)) as f:
+            assert f.read() == text, f'{name} is stale: re-run the generator'
+
+
 @pytest.mark.parametrize('path', LEAVES, ids=lambda p: osp.relpath(p, ROOT))
 def test_config_parses(path):
     cfg = Config.fromfile(path)

@@ -13,7 +13,6 @@ from projects.pyra import PYRAViT
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 TINY_CLS = osp.join(ROOT, 'tests', 'data', 'configs',
                     'pyra-vit-tiny-p8_4xb4-3e_vtab1k-fashion-mnist-56px.py')
-sys.path.insert(0, osp.join(ROOT, 'tools', 'model_converters'))
 sys.path.insert(0, osp.join(ROOT, 'tools', 'analysis'))
 
 
@@ -27,7 +26,8 @@ def _tiny_cfg(tmp_path, lora: bool):
 
 
 def test_fold_lora_checkpoint_loads_into_plain_config(tmp_path):
-    from fold_lora import fold_checkpoint
+    """The fold tool (run as a user would) writes a checkpoint and a config; that config
+    has the plain backbone, and the pair gives the LoRA model's outputs."""
     cfg, cfg_path = _tiny_cfg(tmp_path, lora=True)
     model = build_model_from_cfg(cfg).eval()
     with torch.no_grad():
@@ -35,11 +35,17 @@ def test_fold_lora_checkpoint_loads_into_plain_config(tmp_path):
             if 'lora_B' in n or 'pyra_weight_d' in n:
                 p.normal_(std=0.3)
     torch.save({'state_dict': model.state_dict()}, tmp_path / 'trained.pth')
-    n = fold_checkpoint(cfg_path, str(tmp_path / 'trained.pth'), str(tmp_path / 'folded.pth'))
-    plain_cfg, _ = _tiny_cfg(tmp_path, lora=False)
-    plain = build_model_from_cfg(plain_cfg).eval()
-    state = torch.load(tmp_path / 'folded.pth', weights_only=True)['state_dict']
-    assert len(state) == n
+    out = tmp_path / 'folded.pth'
+    proc = subprocess.run([sys.executable, osp.join(ROOT, 'tools', 'model_converters',
+                                                    'fold_peft.py'),
+                           cfg_path, str(tmp_path / 'trained.pth'), str(out)],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    deploy = Config.fromfile(str(tmp_path / 'folded.py'))
+    assert deploy.model.backbone.lora_cfg is None and 'init_cfg' not in deploy.model.backbone
+    plain = build_model_from_cfg(deploy).eval()
+    state = torch.load(out, weights_only=True)['state_dict']
+    assert not any('lora' in k for k in state)
     plain.load_state_dict(state)  # strict
     x = torch.randn(3, 3, 56, 56)
     with torch.no_grad():

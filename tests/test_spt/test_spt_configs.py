@@ -6,11 +6,12 @@ import os.path as osp
 import pytest
 import torch
 from mmengine.config import Config
+from mmpretrain.models import SwinTransformer
 
 from projects.core.model_builder import build_model_from_cfg
 from projects.pyra import PYRAViT
 from projects.spt.cache import make_key, save_allocation
-from projects.spt.units import vit_units
+from projects.spt.units import swin_units, vit_units
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 LEAVES = sorted(p for p in glob.glob(osp.join(ROOT, 'configs', 'spt', '**', '*.py'),
@@ -28,7 +29,7 @@ def test_leaf_recipe(path):
     assert 'projects.spt' in cfg.custom_imports['imports']
     assert any(h['type'] == 'SPTAllocationHook' for h in cfg.custom_hooks)
     backbone = cfg.model.backbone
-    assert backbone.type == 'SPTViT' and not backbone.get('lora_cfg')
+    assert backbone.type in ('SPTViT', 'SPTSwin') and not backbone.get('lora_cfg')
     spt = backbone.spt_cfg
     assert spt.structured.type in ('lora', 'adapter') and spt.allocation.endswith('.pth')
     if '/vtab/' in path:  # the thesis / official VTAB-1k recipe
@@ -44,27 +45,47 @@ def test_leaf_recipe(path):
 
 
 def _synthetic_allocation(path, backbone_cfg):
-    # the allocation only names blocks 0-1 and the final norm: a 2-block ViT of the
-    # same widths has those units with the same sizes
-    arch = dict(PYRAViT._arch_spec(backbone_cfg['arch']), num_layers=2)
-    kw = {k: v for k, v in backbone_cfg.items() if k in ('img_size', 'patch_size', 'qkv_bias',
-                                                         'layer_scale', 'final_norm')}
-    units = vit_units(PYRAViT(arch=arch, **kw))
     spt = backbone_cfg['spt_cfg']
+    if backbone_cfg['type'] == 'SPTSwin':
+        kw = {k: v for k, v in backbone_cfg.items() if k in ('arch', 'img_size', 'window_size')}
+        units = swin_units(SwinTransformer(**kw))
+        pre = 'stages.0.blocks.'
+        structured = [f'{pre}0.attn.w_msa.q.weight', f'{pre}0.ffn.layers.0.0.weight',
+                      'stages.0.downsample.reduction.weight']
+        full_vectors = ['norm3.weight']
+        sparse = {f'{pre}1.attn.w_msa.proj.weight': torch.arange(0, 1000, 7),
+                  f'{pre}1.attn.w_msa.k.weight': torch.tensor([3, 5]),
+                  f'{pre}1.norm1.bias': torch.tensor([1, 2])}
+    else:
+        # the allocation only names blocks 0-1 and the final norm: a 2-block ViT of
+        # the same widths has those units with the same sizes
+        arch = dict(PYRAViT._arch_spec(backbone_cfg['arch']), num_layers=2)
+        kw = {k: v for k, v in backbone_cfg.items()
+              if k in ('img_size', 'patch_size', 'qkv_bias', 'layer_scale', 'final_norm')}
+        units = vit_units(PYRAViT(arch=arch, **kw))
+        structured = ['blocks.0.attn.q.weight', 'blocks.0.mlp.fc1.weight']
+        full_vectors = ['norm.weight']
+        sparse = {'blocks.1.attn.proj.weight': torch.arange(0, 1000, 7),
+                  'blocks.1.attn.k.weight': torch.tensor([3, 5]),
+                  'blocks.1.norm1.bias': torch.tensor([1, 2])}
     alloc = dict(budget=spt['budget'], tau=0, structured_type=spt['structured']['type'],
-                 rank=spt['structured']['rank'],
-                 structured=['blocks.0.attn.q.weight', 'blocks.0.mlp.fc1.weight'],
-                 full_vectors=['norm.weight'],
-                 sparse={'blocks.1.attn.proj.weight': torch.arange(0, 1000, 7),
-                         'blocks.1.attn.k.weight': torch.tensor([3, 5]),
-                         'blocks.1.norm1.bias': torch.tensor([1, 2])},
+                 rank=spt['structured']['rank'], structured=structured,
+                 full_vectors=full_vectors, sparse=sparse,
                  counts={}, numel={n: u.numel for n, u in units.items()}, cost={})
     alloc['key'], alloc['key_info'] = make_key('synthetic')
     save_allocation(str(path), alloc)
 
 
-BUILDS = [p for p in LEAVES if 'spt-lora-0.4m' in p or 'spt-adapter' in p
-          or '/embedded/' in p or '/seg/' in p]
+# one per distinct model: the VTAB tasks only differ in the head size
+BUILDS = [p for p in LEAVES if 'vtab1k-cifar-' in p and '/vtab/' in p
+          and ('0.2m' not in p and '0.8m' not in p) or '/embedded/' in p or '/seg/' in p]
+
+
+def test_builds_cover_both_backbones_and_types():
+    names = ' '.join(osp.basename(p) for p in BUILDS)
+    for part in ('spt-lora-0.4m_vit-b16', 'spt-adapter-0.4m_vit-b16', 'spt-lora-0.43m_swin-b',
+                 'spt-adapter-0.29m_swin-b', 'setr-pup'):
+        assert part in names
 
 
 @pytest.mark.parametrize('path', BUILDS, ids=osp.basename)
@@ -81,7 +102,7 @@ def test_real_size_model_builds(path, tmp_path):
     assert len(spt) > 0 and all(p.requires_grad for p in model.decode_head.parameters()) \
         if cfg.default_scope == 'mmseg' else len(spt) > 0
     if cfg.default_scope == 'mmpretrain':
-        size = backbone.img_size
+        size = backbone.img_size if isinstance(backbone.img_size, int) else 224
         with torch.no_grad():
             logits = model(torch.randn(1, 3, size, size), mode='tensor')
         assert logits.shape == (1, cfg.model.head.num_classes)

@@ -146,16 +146,19 @@ def test_trained_checkpoint_folds_into_plain_model(runs):
 
     import projects.spt  # noqa: F401
     from projects.core.model_builder import build_model_from_cfg
-    from projects.spt.export import fold_spt_checkpoint, plain_config
+    from projects.core.deploy import fold_checkpoint
     root = runs['root']
     _ok(runs['first'])
     cfg = Config.fromfile(CFG, import_custom_modules=False)  # test hooks not needed
     cfg.model.backbone.spt_cfg.allocation = osp.join(root, 'cache', 'single.pth')
     out = osp.join(root, 'folded.pth')
-    fold_spt_checkpoint(cfg, osp.join(root, 'w_first', 'epoch_2.pth'), out)
+    _, deploy = fold_checkpoint(cfg, osp.join(root, 'w_first', 'epoch_2.pth'), out)
+    assert deploy.model.backbone.type == 'PYRAViT' and 'spt_cfg' not in deploy.model.backbone
+    assert all(h['type'] != 'SPTAllocationHook' for h in deploy.custom_hooks)
     spt_model = build_model_from_cfg(cfg).eval()
     load_checkpoint(spt_model, osp.join(root, 'w_first', 'epoch_2.pth'), strict=True)
-    plain = build_model_from_cfg(plain_config(cfg)).eval()
+    plain = build_model_from_cfg(Config.fromfile(osp.join(root, 'folded.py'),
+                                                 import_custom_modules=False)).eval()
     load_checkpoint(plain, out, strict=True)
     x = torch.randn(2, 3, 56, 56)
     with torch.no_grad():

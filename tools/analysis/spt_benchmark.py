@@ -34,24 +34,33 @@ if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
 import torch  # noqa: E402
-from mmengine.config import Config  # noqa: E402
+from mmengine.config import Config, DictAction  # noqa: E402
 from mmengine.registry import DATASETS, FUNCTIONS, init_default_scope  # noqa: E402
 
 import projects  # noqa: E402,F401
 import projects.spt  # noqa: E402,F401
-from projects.core.lora import lora_layers  # noqa: E402
 from projects.core.model_builder import build_model_from_cfg  # noqa: E402
 from projects.spt.allocation import allocate  # noqa: E402
 from projects.spt.cache import make_key, save_allocation  # noqa: E402
 from projects.spt.runner import scoring_model_cfg  # noqa: E402
 from projects.spt.sensitivity import (accumulate_sensitivity, data_loss,  # noqa: E402
                                       sensitivity_batches)
-from projects.spt.units import unit_slice, vit_units  # noqa: E402
+from projects.spt.units import backbone_units, unit_slice  # noqa: E402
 
 
 def _rss_kb() -> int:
     with open('/proc/self/statm') as f:
         return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE') // 1024
+
+
+def load_config(args) -> Config:
+    cfg = Config.fromfile(args.config)
+    if args.cfg_options:
+        options = DictAction(option_strings=['--cfg-options'], dest='cfg_options')
+        parsed = argparse.Namespace()
+        options(None, parsed, args.cfg_options)  # the key=value parser of tools/train.py
+        cfg.merge_from_dict(parsed.cfg_options)
+    return cfg
 
 
 def load_batches(cfg, num_samples, batch_size):
@@ -85,7 +94,7 @@ def plain_pass(model, batches, names):
 
 def time_sensitivity(cfg, batches, repeats):
     model = scoring_model(cfg)
-    units = vit_units(model.backbone)
+    units = backbone_units(model.backbone)
     names = sorted({f'backbone.{u.param}' for u in units.values()})
     best = dict(sensitivity=float('inf'), plain=float('inf'))
     scores = None
@@ -101,18 +110,34 @@ def time_sensitivity(cfg, batches, repeats):
 
 
 def lora_cfg_of(cfg, rank):
+    """The LoRA baseline of the same model: q/k/v LoRA on PYRAViT for SPTViT, and
+    mmpretrain's ``LoRAModel`` on the ``qkv`` layers of the plain Swin for SPTSwin."""
     out = copy.deepcopy(cfg)
     b = out.model.backbone
-    b.type = 'PYRAViT'
-    b.pop('spt_cfg')
-    b.lora_cfg = dict(rank=rank, alpha=rank, dropout=0.1)
-    b.frozen = True
+    kind = str(b.type).rpartition('.')[2]
+    if kind == 'SPTViT':
+        b.type = 'PYRAViT'
+        b.pop('spt_cfg')
+        b.lora_cfg = dict(rank=rank, alpha=rank, dropout=0.1)
+        b.frozen = True
+    elif kind == 'SPTSwin':
+        plain = projects.spt.SPTSwin.plain_backbone_cfg(b.to_dict())
+        out.model.backbone = dict(type='LoRAModel', module=plain, rank=rank, alpha=rank,
+                                  drop_rate=0.1, targets=[dict(type='qkv')])
+    else:
+        raise ValueError(f'no LoRA baseline for backbone {b.type} (SPTViT, SPTSwin).')
     return out
+
+
+def lora_parameter_count(model) -> int:
+    """Trainable LoRA parameters of the baseline's backbone (either LoRA flavour)."""
+    return sum(p.numel() for n, p in model.backbone.named_parameters()
+               if 'lora' in n and p.requires_grad)
 
 
 def memory_worker(args):
     """Fresh process: build one variant, train ``steps`` steps, print JSON."""
-    cfg = Config.fromfile(args.config)
+    cfg = load_config(args)
     if args.variant == 'lora':
         cfg = lora_cfg_of(cfg, args.lora_rank)
     else:
@@ -144,6 +169,8 @@ def run_worker(args, variant, allocation=None):
     cmd = [sys.executable, __file__, args.config, '--worker', variant, '--steps',
            str(args.steps), '--batch-size', str(args.batch_size), '--lora-rank',
            str(args.lora_rank)]
+    if args.cfg_options:
+        cmd += ['--cfg-options', *args.cfg_options]
     if allocation:
         cmd += ['--allocation', allocation]
     out = subprocess.run(cmd, capture_output=True, text=True, check=False)
@@ -155,7 +182,7 @@ def run_worker(args, variant, allocation=None):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description='SPT sensitivity time and memory benchmark')
-    parser.add_argument('config', help='an SPT config (SPTViT backbone)')
+    parser.add_argument('config', help='an SPT config (SPTViT or SPTSwin backbone)')
     parser.add_argument('--num-samples', type=int, default=64, help='C')
     parser.add_argument('--batch-size', type=int, default=32)
     parser.add_argument('--repeats', type=int, default=2)
@@ -163,6 +190,8 @@ def main(argv=None):
     parser.add_argument('--lora-rank', type=int, default=4,
                         help='rank of the q/k/v LoRA baseline; its size is the SPT budget')
     parser.add_argument('--out', help='write the results as JSON')
+    parser.add_argument('--cfg-options', nargs='+', default=[],
+                        help='override config settings (key=value), as in tools/train.py')
     parser.add_argument('--worker', help=argparse.SUPPRESS)
     parser.add_argument('--allocation', help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -172,7 +201,7 @@ def main(argv=None):
         return memory_worker(args)
 
     torch.manual_seed(0)  # the head is new: fixed init, reproducible scores
-    cfg = Config.fromfile(args.config)
+    cfg = load_config(args)
     batches = load_batches(cfg, args.num_samples, args.batch_size)
     times, scores, units = time_sensitivity(cfg, batches, args.repeats)
     ratio = times['sensitivity'] / times['plain']
@@ -181,8 +210,9 @@ def main(argv=None):
           f'ratio {ratio:.3f} (target <= 1.3)')
 
     lora_model = build_model_from_cfg(lora_cfg_of(cfg, args.lora_rank))
-    budget = sum(p.numel() for layer in lora_layers(lora_model).values()
-                 for n, p in layer.named_parameters() if 'lora_' in n)
+    budget = lora_parameter_count(lora_model)
+    if budget == 0:
+        raise RuntimeError('the LoRA baseline has no trainable LoRA parameter.')
     del lora_model
     spt = cfg.model.backbone.spt_cfg
     structured = dict(dict(type='lora', rank=8), **spt.get('structured', {}))

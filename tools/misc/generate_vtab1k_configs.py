@@ -1,9 +1,12 @@
-"""Write the VTAB-1k leaf configs of PYRA's benchmark grid.
+"""Write the VTAB-1k leaf configs of the PYRA and SPT benchmark grids.
 
-19 tasks x {ViT-B/16, ViT-L/16} x {LoRA, ToMe+LoRA low/high, PYRA+LoRA low/high}, each a
-few lines inheriting ``configs/pyra/vtab1k/_base_/<method>_<backbone>.py``. The files are
-committed; ``tests/test_configs`` checks they equal this script's output, so edit this
-script (and re-run it) rather than the leaves.
+PYRA: 19 tasks x {ViT-B/16, ViT-L/16} x {LoRA, ToMe+LoRA low/high, PYRA+LoRA low/high},
+each a few lines inheriting ``configs/pyra/vtab1k/_base_/<method>_<backbone>.py``.
+SPT (thesis Tables 2.1 and 2.3): 19 tasks x {SPT-LoRA 0.4M, SPT-Adapter 0.4M} on ViT-B/16
+and {SPT-LoRA 0.43M (0.49 %), SPT-Adapter 0.29M (0.33 %)} on Swin-B, inheriting
+``configs/spt/_base_/spt_<backbone>_vtab1k.py``, plus a 0.2M / 0.8M SPT-LoRA budget
+sweep on cifar. The files are committed; ``tests/test_configs`` checks they equal this
+script's output, so edit this script (and re-run it) rather than the leaves.
 """
 import argparse
 import os
@@ -15,6 +18,27 @@ ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, ROOT)
 
 OUT_DIR = osp.join(ROOT, 'configs', 'pyra', 'vtab1k')
+SPT_OUT_DIR = osp.join(ROOT, 'configs', 'spt', 'vtab')
+# (structured type, backbone, budget): the thesis' budgets per backbone
+SPT_GRID = (('lora', 'vit-b16', 400_000), ('adapter', 'vit-b16', 400_000),
+            ('lora', 'swin-b', 430_000), ('adapter', 'swin-b', 290_000))
+SPT_SWEEP = (('lora', 'vit-b16', 200_000), ('lora', 'vit-b16', 800_000))
+SPT_TEMPLATE = """_base_ = ['../_base_/spt_{backbone}_vtab1k.py']
+# SPT-{kind_title} (rank 8) with a {budget_m}M trainable-parameter budget in the backbone;
+# VTAB-1k {task}: {num_classes} classes; data in data/vtab-1k/{task} (bring your own).
+# The first run computes the allocation file (SPTRunner), later runs reuse it.
+task = '{task}'
+model = dict(
+    backbone=dict(spt_cfg=dict(
+        allocation='work_dirs/spt_cache/{backbone}_{task}_{kind}-r8_{budget_m}m.pth',
+        budget={budget},
+        structured=dict(type='{kind}', rank=8, dropout=0.1))),
+    head=dict(num_classes={num_classes}))
+data_preprocessor = dict(num_classes={num_classes})
+train_dataloader = dict(dataset=dict(task=task, data_root='data/vtab-1k/{task}'))
+val_dataloader = dict(dataset=dict(task=task, data_root='data/vtab-1k/{task}'))
+test_dataloader = val_dataloader
+"""
 METHODS = ('lora', 'tome-lora-low', 'tome-lora-high', 'pyra-lora-low', 'pyra-lora-high')
 BACKBONES = ('vit-b16', 'vit-l16')
 TEMPLATE = """_base_ = ['./_base_/{method}_{backbone}.py']
@@ -47,17 +71,37 @@ def expected_files() -> dict:
     return files
 
 
+def spt_leaf_name(kind: str, backbone: str, budget: int, task: str) -> str:
+    return (f'spt-{kind}-{budget / 1e6:g}m_{backbone}_1xb64-100e_vtab1k-'
+            f'{task.replace("_", "-")}-224px.py')
+
+
+def expected_spt_files() -> dict:
+    files = {}
+    tasks = vtab_tasks()
+    grid = [(task, *g) for task in tasks for g in SPT_GRID]
+    grid += [('cifar', *g) for g in SPT_SWEEP]
+    for task, kind, backbone, budget in grid:
+        files[spt_leaf_name(kind, backbone, budget, task)] = SPT_TEMPLATE.format(
+            kind=kind, kind_title={'lora': 'LoRA', 'adapter': 'Adapter'}[kind],
+            backbone=backbone, budget=budget, budget_m=f'{budget / 1e6:g}', task=task,
+            num_classes=tasks[task])
+    return files
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
                                      epilog=__doc__.split('\n\n', 1)[1])
-    parser.add_argument('--out-dir', default=OUT_DIR)
+    parser.add_argument('--out-dir', default=OUT_DIR, help='PYRA leaves')
+    parser.add_argument('--spt-out-dir', default=SPT_OUT_DIR, help='SPT leaves')
     args = parser.parse_args()
-    os.makedirs(args.out_dir, exist_ok=True)
-    files = expected_files()
-    for name, text in files.items():
-        with open(osp.join(args.out_dir, name), 'w') as f:
-            f.write(text)
-    print(f'wrote {len(files)} configs to {args.out_dir}')
+    for out_dir, files in ((args.out_dir, expected_files()),
+                           (args.spt_out_dir, expected_spt_files())):
+        os.makedirs(out_dir, exist_ok=True)
+        for name, text in files.items():
+            with open(osp.join(out_dir, name), 'w') as f:
+                f.write(text)
+        print(f'wrote {len(files)} configs to {out_dir}')
 
 
 if __name__ == '__main__':

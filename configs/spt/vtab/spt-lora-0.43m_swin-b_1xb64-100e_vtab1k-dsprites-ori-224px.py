@@ -1,0 +1,15 @@
+_base_ = ['../_base_/spt_swin-b_vtab1k.py']
+# SPT-LoRA (rank 8) with a 0.43M trainable-parameter budget in the backbone;
+# VTAB-1k dsprites_ori: 16 classes; data in data/vtab-1k/dsprites_ori (bring your own).
+# The first run computes the allocation file (SPTRunner), later runs reuse it.
+task = 'dsprites_ori'
+model = dict(
+    backbone=dict(spt_cfg=dict(
+        allocation='work_dirs/spt_cache/swin-b_dsprites_ori_lora-r8_0.43m.pth',
+        budget=430000,
+        structured=dict(type='lora', rank=8, dropout=0.1))),
+    head=dict(num_classes=16))
+data_preprocessor = dict(num_classes=16)
+train_dataloader = dict(dataset=dict(task=task, data_root='data/vtab-1k/dsprites_ori'))
+val_dataloader = dict(dataset=dict(task=task, data_root='data/vtab-1k/dsprites_ori'))
+test_dataloader = val_dataloader

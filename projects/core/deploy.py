@@ -1,0 +1,63 @@
+"""Fold the parameter-efficient updates of a trained model into its weights.
+
+One path for every method: the backbone's ``folded_state_dict()`` returns the plain
+backbone's state with the updates added in (LoRA of PYRAViT; SPT-LoRA and sparse
+deltas of SPTViT / SPTSwin), and its ``plain_backbone_cfg(cfg)`` the config of that
+plain backbone. The result runs at the speed of the plain model with the same outputs.
+"""
+import copy
+import os.path as osp
+from typing import Dict, Tuple
+
+import torch
+from mmengine.config import Config
+from mmengine.runner import load_checkpoint
+from torch import Tensor, nn
+
+from .model_builder import build_model_from_cfg
+
+#: hooks that only make sense for the trainable (unfolded) model
+TRAINING_ONLY_HOOKS = ('SPTAllocationHook',)
+
+
+def _check_foldable(backbone: nn.Module) -> None:
+    if not (hasattr(backbone, 'folded_state_dict') and hasattr(backbone, 'plain_backbone_cfg')):
+        raise TypeError(f'{type(backbone).__name__} has nothing to fold (MMAdapt backbones '
+                        'with LoRA or SPT provide folded_state_dict).')
+
+
+def deploy_config(cfg: Config, backbone: nn.Module) -> Config:
+    """``cfg`` with the plain backbone and without training-only hooks and runner."""
+    _check_foldable(backbone)
+    out = copy.deepcopy(cfg)
+    out.model.backbone = backbone.plain_backbone_cfg(out.model.backbone.to_dict())
+    out.model.backbone.pop('init_cfg', None)  # the folded checkpoint holds the weights
+    out.pop('runner_type', None)
+    hooks = [h for h in out.get('custom_hooks', []) if h.get('type') not in TRAINING_ONLY_HOOKS]
+    out.custom_hooks = hooks
+    return out
+
+
+def folded_model_state(model: nn.Module) -> Dict[str, Tensor]:
+    """Full state dict with the backbone part folded (heads, necks kept)."""
+    _check_foldable(model.backbone)
+    folded = {f'backbone.{k}': v for k, v in model.backbone.folded_state_dict().items()}
+    rest = {k: v.detach().clone() for k, v in model.state_dict().items()
+            if not k.startswith('backbone.')}
+    return {**rest, **folded}
+
+
+def fold_checkpoint(cfg: Config, checkpoint: str, out: str) -> Tuple[int, Config]:
+    """Write the folded checkpoint ``out`` and its config ``<out without .pth>.py``;
+    returns (number of tensors, deploy config)."""
+    cfg = copy.deepcopy(cfg)
+    cfg.model.backbone.pop('init_cfg', None)
+    model = build_model_from_cfg(cfg)
+    load_checkpoint(model, checkpoint, map_location='cpu', strict=True)
+    state = folded_model_state(model)
+    plain = deploy_config(cfg, model.backbone)
+    cfg_path = osp.splitext(out)[0] + '.py'
+    torch.save({'state_dict': state,
+                'meta': dict(folded_from=osp.abspath(checkpoint), config=cfg_path)}, out)
+    plain.dump(cfg_path)
+    return len(state), plain
