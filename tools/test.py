@@ -7,7 +7,6 @@ Examples::
     bash tools/dist_test.sh <config> <checkpoint.pth> 2
 """
 import argparse
-import os
 import os.path as osp
 import sys
 
@@ -15,16 +14,14 @@ REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
-import torch  # noqa: E402
-from mmengine.config import Config, DictAction  # noqa: E402
+from mmengine.config import Config  # noqa: E402
 from mmengine.evaluator import DumpResults  # noqa: E402
-from mmengine.logging import print_log  # noqa: E402
-from mmengine.registry import RUNNERS  # noqa: E402
-from mmengine.runner import Runner  # noqa: E402
 
 import projects  # noqa: E402,F401  (registers components, applies compat fixes)
-from projects.core.compat import (init_cpu_dist, prepare_runtime_cfg,  # noqa: E402
-                                  resolve_dist_backend)
+from projects.core.cli import (add_common_args, build_runner, load_cfg,  # noqa: E402
+                               log_notes)
+from projects.core.cli import parse_args as parse_args_and_rank  # noqa: E402
+from projects.core.compat import prepare_runtime_cfg  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -38,21 +35,8 @@ def parse_args(argv=None):
     parser.add_argument('--show-dir', help='save a visualisation of every prediction '
                         'in this directory (mmseg: <show-dir>/vis_data/vis_image; '
                         'mmpretrain: <work_dir>/<timestamp>/<show-dir> if relative)')
-    parser.add_argument(
-        '--cfg-options',
-        nargs='+',
-        action=DictAction,
-        help='override config entries, e.g. test_dataloader.batch_size=1')
-    parser.add_argument(
-        '--launcher',
-        choices=['none', 'pytorch', 'slurm', 'mpi'],
-        default='none',
-        help='job launcher (tools/dist_test.sh uses pytorch)')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0,
-                        help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
-    return args
+    add_common_args(parser, 'test_dataloader.batch_size=1', 'tools/dist_test.sh')
+    return parse_args_and_rank(parser, argv)
 
 
 def enable_visualization(cfg, show_dir: str) -> None:
@@ -72,37 +56,19 @@ def enable_visualization(cfg, show_dir: str) -> None:
 
 
 def setup_cfg(args) -> Config:
-    cfg = Config.fromfile(args.config)
-    resolve_dist_backend(cfg)
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-    cfg.launcher = args.launcher
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir', None) is None:
-        cfg.work_dir = osp.join('./work_dirs',
-                                osp.splitext(osp.basename(args.config))[0])
+    cfg = load_cfg(args)
     cfg.load_from = args.checkpoint
     cfg.resume = False
     if args.show_dir:
         enable_visualization(cfg, args.show_dir)
     notes = prepare_runtime_cfg(cfg, args.launcher)
-    if os.environ.get('RANK', '0') == '0':  # the runner's logger does not exist yet
-        for note in notes:
-            print_log(note, logger='current')
+    log_notes(notes)
     return cfg
 
 
 def main(argv=None):
     args = parse_args(argv)
-    cfg = setup_cfg(args)
-    if args.launcher != 'none' and not torch.cuda.is_available():
-        init_cpu_dist(args.launcher, cfg.env_cfg.dist_cfg.backend,
-                      cfg.env_cfg.dist_cfg.get('timeout', None))
-    if 'runner_type' in cfg:
-        runner = RUNNERS.build(cfg)
-    else:
-        runner = Runner.from_cfg(cfg)
+    runner = build_runner(setup_cfg(args))
     if args.out:
         runner.test_evaluator.metrics.append(DumpResults(out_file_path=args.out))
     metrics = runner.test()

@@ -10,7 +10,6 @@ Examples::
 """
 import argparse
 import logging
-import os
 import os.path as osp
 import sys
 
@@ -19,14 +18,15 @@ if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
 import torch  # noqa: E402
-from mmengine.config import Config, DictAction  # noqa: E402
+from mmengine.config import Config  # noqa: E402
 from mmengine.logging import print_log  # noqa: E402
-from mmengine.registry import RUNNERS  # noqa: E402
-from mmengine.runner import Runner, find_latest_checkpoint  # noqa: E402
+from mmengine.runner import find_latest_checkpoint  # noqa: E402
 
 import projects  # noqa: E402,F401  (registers components, applies compat fixes)
-from projects.core.compat import (init_cpu_dist, prepare_runtime_cfg,  # noqa: E402
-                                  resolve_dist_backend)
+from projects.core.cli import (add_common_args, build_runner, load_cfg,  # noqa: E402
+                               log_notes)
+from projects.core.cli import parse_args as parse_args_and_rank  # noqa: E402
+from projects.core.compat import prepare_runtime_cfg  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -47,40 +47,13 @@ def parse_args(argv=None):
         '--amp',
         action='store_true',
         help='automatic mixed precision (needs a CUDA device)')
-    parser.add_argument(
-        '--cfg-options',
-        nargs='+',
-        action=DictAction,
-        help='override config entries, e.g. train_cfg.max_iters=10 '
-        'optim_wrapper.optimizer.lr=1e-3; lists as key="[a,b]" (no spaces)')
-    parser.add_argument(
-        '--launcher',
-        choices=['none', 'pytorch', 'slurm', 'mpi'],
-        default='none',
-        help='job launcher (tools/dist_train.sh uses pytorch)')
-    # torchrun passes --local-rank (older launchers --local_rank)
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0,
-                        help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
-    return args
+    add_common_args(parser, 'train_cfg.max_iters=10 optim_wrapper.optimizer.lr=1e-3',
+                    'tools/dist_train.sh')
+    return parse_args_and_rank(parser, argv)
 
 
 def setup_cfg(args) -> Config:
-    cfg = Config.fromfile(args.config)
-    # Our runtimes default to gloo; with CUDA switch to nccl before the user's
-    # --cfg-options so an explicit choice still wins.
-    resolve_dist_backend(cfg)
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-    cfg.launcher = args.launcher
-
-    # work_dir priority: CLI > config > config file name
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir', None) is None:
-        cfg.work_dir = osp.join('./work_dirs',
-                                osp.splitext(osp.basename(args.config))[0])
+    cfg = load_cfg(args)
 
     if args.amp:
         if not torch.cuda.is_available():
@@ -109,23 +82,13 @@ def setup_cfg(args) -> Config:
     if args.resume == 'auto' and not find_latest_checkpoint(cfg.work_dir):
         notes.append(f'--resume: no checkpoint in {cfg.work_dir}; training starts '
                      'from scratch')
-    if os.environ.get('RANK', '0') == '0':  # the runner's logger does not exist yet
-        for note in notes:
-            print_log(note, logger='current', level=logging.WARNING)
+    log_notes(notes, logging.WARNING)
     return cfg
 
 
 def main(argv=None):
     args = parse_args(argv)
-    cfg = setup_cfg(args)
-    if args.launcher != 'none' and not torch.cuda.is_available():
-        init_cpu_dist(args.launcher, cfg.env_cfg.dist_cfg.backend,
-                      cfg.env_cfg.dist_cfg.get('timeout', None))
-    if 'runner_type' in cfg:
-        runner = RUNNERS.build(cfg)
-    else:
-        runner = Runner.from_cfg(cfg)
-    runner.train()
+    build_runner(setup_cfg(args)).train()
 
 
 if __name__ == '__main__':
