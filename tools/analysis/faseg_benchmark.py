@@ -10,8 +10,9 @@ in tests/test_faseg/test_hrca.py). Default omega=32 is the thesis' k = floor(HW/
   deformable-attention op of the pixel decoder is an mmcv extension the counter does
   not see; it is the same on both sides.
 * Peak memory on CPU: every measurement runs in a fresh subprocess; the number is the
-  increase of the process' peak resident set size (``ru_maxrss``) during the measured
-  forward + backward over the resident size just before it, i.e. what the step itself
+  increase of the process' peak resident set size (``VmHWM``, reset right before;
+  projects/core/memory.py says why not ``ru_maxrss``) during the measured forward +
+  backward over the resident size just before it, i.e. what the step itself
   needed at its high-water mark (allocator caching included).
 
 Example (the thesis setting: R50, 512 x 512; it used batch 4 on a GPU):
@@ -19,9 +20,7 @@ Example (the thesis setting: R50, 512 x 512; it used batch 4 on a GPU):
 """
 import argparse
 import json
-import os
 import os.path as osp
-import resource
 import subprocess
 import sys
 from typing import Dict, List, Optional
@@ -29,6 +28,9 @@ from typing import Dict, List, Optional
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
+
+from projects.core.memory import peak_rss_mb, reset_peak_rss, rss_mb  # noqa: E402
+
 DEFAULT_CONFIG = osp.join(ROOT, 'configs', 'faseg', 'faseg_r50_8xb2-160k_ade20k-512x512.py')
 
 
@@ -44,15 +46,6 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument('--out', help='also write the results as JSON here')
     p.add_argument('--worker', help=argparse.SUPPRESS)  # internal: one measurement
     return p.parse_args(argv)
-
-
-def _rss_mb() -> float:
-    with open('/proc/self/statm') as f:
-        return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE') / 2**20
-
-
-def _peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
 def _count_flops(fn) -> float:
@@ -102,10 +95,10 @@ def measure_layer(size: int, batch: int, omega: float) -> Dict[str, float]:
     result = dict(num_keys=keys.shape[1],
                   cross_attn_gflops=_count_flops(cross_only) / 1e9,
                   layer_gflops=_count_flops(full_layer) / 1e9)
-    before = _peak_mb()
-    base = _rss_mb()
+    reset_peak_rss()
+    base = rss_mb()
     full_layer().sum().backward()
-    result['layer_train_peak_mb'] = max(_peak_mb(), before) - base
+    result['layer_train_peak_mb'] = peak_rss_mb() - base
     return result
 
 
@@ -139,10 +132,10 @@ def measure_step(config: str, size: int, batch: int, omega: float) -> Dict[str, 
         sum(v for k, v in losses.items() if 'loss' in k).backward()
         model.zero_grad(set_to_none=True)
 
-    before = _peak_mb()
-    base = _rss_mb()
+    reset_peak_rss()
+    base = rss_mb()
     step()
-    peak = max(_peak_mb(), before) - base
+    peak = peak_rss_mb() - base
     flops = _count_flops(step) / 1e9
     return dict(step_train_peak_mb=peak, step_gflops=flops)
 

@@ -8,8 +8,9 @@
 2. Training peak memory of SPT-LoRA vs LoRA at the same budget: the SPT budget is set
    to the LoRA model's trainable count and allocated from the scores of step 1. Each
    variant trains ``--steps`` AdamW steps in a fresh subprocess. On CPU, torch has no
-   allocator statistics, so memory is the process peak RSS (``ru_maxrss``) minus the
-   RSS right before training (model built, weights loaded, batch in memory); we also
+   allocator statistics, so memory is the process' peak RSS (``VmHWM``, reset right
+   before training; projects/core/memory.py says why not ``ru_maxrss``) minus the RSS
+   right before training (model built, weights loaded, batch in memory); we also
    report the exact bytes of trainable parameters + gradients + Adam moments.
 
 Example (the embedded default)::
@@ -23,7 +24,6 @@ import copy
 import json
 import os
 import os.path as osp
-import resource
 import subprocess
 import sys
 import tempfile
@@ -39,6 +39,7 @@ from mmengine.registry import DATASETS, FUNCTIONS, init_default_scope  # noqa: E
 
 import projects  # noqa: E402,F401
 import projects.spt  # noqa: E402,F401
+from projects.core.memory import peak_rss_mb, reset_peak_rss, rss_mb  # noqa: E402
 from projects.core.model_builder import build_model_from_cfg  # noqa: E402
 from projects.spt.allocation import allocate  # noqa: E402
 from projects.spt.cache import make_key, save_allocation  # noqa: E402
@@ -46,11 +47,6 @@ from projects.spt.runner import scoring_model_cfg  # noqa: E402
 from projects.spt.sensitivity import (accumulate_sensitivity, data_loss,  # noqa: E402
                                       sensitivity_batches)
 from projects.spt.units import backbone_units, unit_slice  # noqa: E402
-
-
-def _rss_kb() -> int:
-    with open('/proc/self/statm') as f:
-        return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE') // 1024
 
 
 def load_config(args) -> Config:
@@ -149,7 +145,8 @@ def memory_worker(args):
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-3, weight_decay=1e-4)
     backbone_trainable = sum(p.numel() for p in model.backbone.parameters() if p.requires_grad)
-    before = _rss_kb()
+    reset_peak_rss()
+    before = rss_mb()
     t = time.perf_counter()
     for _ in range(args.steps):
         opt.zero_grad(set_to_none=True)
@@ -157,12 +154,12 @@ def memory_worker(args):
         loss.backward()
         opt.step()
     seconds = (time.perf_counter() - t) / args.steps
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak = peak_rss_mb()
     n = sum(p.numel() for p in params)
     print('RESULT ' + json.dumps(dict(
         variant=args.variant, backbone_trainable=backbone_trainable, trainable=n,
-        state_bytes=16 * n, rss_before_mb=before / 1024, peak_rss_mb=peak / 1024,
-        train_peak_delta_mb=(peak - before) / 1024, seconds_per_step=seconds)))
+        state_bytes=16 * n, rss_before_mb=before, peak_rss_mb=peak,
+        train_peak_delta_mb=peak - before, seconds_per_step=seconds)))
 
 
 def run_worker(args, variant, allocation=None):
