@@ -1,26 +1,4 @@
-# SPT on the supervised ViT-B/16 (ImageNet-21k) for VTAB-1k, the thesis / official
-# recipe: AdamW lr 1e-3, wd 1e-4, batch 64, 100 epochs, 10 warm-up epochs then cosine;
-# sensitivity over C=800 training samples (batch gradients of 32), thesis allocation
-# rule. SPTRunner computes the allocation file on the first run and reuses it after.
-# Leaves set the task, the budget, the structured type and the cache path.
-_base_ = [
-    '../../_base_/models/pyra-vit-b16_vtab1k.py',
-    '../../_base_/datasets/vtab1k_224px.py',
-    '../../_base_/schedules/vtab1k_adamw-cosine_100e.py',
-    '../../_base_/default_runtime_cls.py',
-]
-custom_imports = dict(imports=['projects', 'projects.spt'], allow_failed_imports=False)
-runner_type = 'SPTRunner'
-model = dict(
-    backbone=dict(
-        type='SPTViT',
-        lora_cfg=None,
-        spt_cfg=dict(
-            allocation='work_dirs/spt_cache/vit-b16_cifar_lora-r8_0.4m.pth',
-            budget=400_000,
-            structured=dict(type='lora', rank=8, scale=1.0, dropout=0.1),
-            rule='thesis',
-            sensitivity=dict(num_samples=800, batch_size=32, train_mode=False))))
-train_dataloader = dict(batch_size=64)
-auto_scale_lr = dict(base_batch_size=64)
-custom_hooks = [dict(type='RNGStateHook'), dict(type='SPTAllocationHook')]
+# SPT on the supervised ViT-B/16 (ImageNet-21k) for VTAB-1k (thesis Table 2.1), with
+# the shared recipe of spt_vtab1k_recipe.py.
+_base_ = ['../../_base_/models/pyra-vit-b16_vtab1k.py', './spt_vtab1k_recipe.py']
+model = dict(backbone=dict(type='SPTViT', lora_cfg=None, spt_cfg={{_base_.spt_vtab1k}}))
