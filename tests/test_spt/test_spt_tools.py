@@ -9,8 +9,6 @@ DDP run through ``tools/dist_train.sh``, as user-level subprocesses on tiny data
 """
 import os
 import os.path as osp
-import socket
-import subprocess
 import sys
 
 import numpy as np
@@ -44,68 +42,41 @@ def _write_fashion_mnist(root):
             f.write('\n'.join(rows) + '\n')
 
 
-def _env(**extra):
-    env = dict(os.environ)
-    env['PYTHONPATH'] = os.pathsep.join(
-        [HERE, REPO] + ([env['PYTHONPATH']] if env.get('PYTHONPATH') else []))
-    env['OMP_NUM_THREADS'] = '1'
-    env.update(extra)
-    return env
-
-
-def _start(cmd, cwd, **env):
-    return subprocess.Popen(cmd, cwd=cwd, env=_env(**env), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
-
-
-def _finish(proc, timeout=300):
-    try:
-        out, _ = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, _ = proc.communicate()
-        raise AssertionError(f'{proc.args} timed out:\n{out[-4000:]}')
-    return proc.returncode, out
-
-
 def _ok(result):
     code, out = result
     assert code == 0, out[-6000:]
     return out
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope='module')
-def runs(tmp_path_factory):
+def runs(tmp_path_factory, subprocess_tools):
+    sub = subprocess_tools.with_paths(HERE)  # spt_test_hooks
     root = str(tmp_path_factory.mktemp('spt_runs'))
     _write_fashion_mnist(root)
     train = [sys.executable, osp.join(REPO, 'tools', 'train.py'), CFG]
     dist = ['bash', osp.join(REPO, 'tools', 'dist_train.sh'), CFG, '2']
     res = dict(root=root)
     phase1 = {
-        'first': _start(train + ['--work-dir', 'w_first', '--cfg-options',
+        'first': sub.start(train + ['--work-dir', 'w_first', '--cfg-options',
                                  f'{ALLOC}=cache/single.pth'], root),
-        'ddp': _start(dist + ['--work-dir', 'w_ddp', '--cfg-options',
-                              f'{ALLOC}=cache/ddp.pth'], root, PORT=str(_free_port())),
+        'ddp': sub.start(dist + ['--work-dir', 'w_ddp', '--cfg-options',
+                              f'{ALLOC}=cache/ddp.pth'], root, PORT=str(sub.free_port())),
     }
     for name, proc in phase1.items():
-        res[name] = _finish(proc)
+        result = sub.finish(proc)
+        res[name] = result.returncode, result.stdout
     cache = osp.join(root, 'cache', 'single.pth')
     res['cache_mtime'] = osp.getmtime(cache) if osp.exists(cache) else None
     phase2 = {
-        'again': _start(train + ['--work-dir', 'w_again', '--cfg-options',
+        'again': sub.start(train + ['--work-dir', 'w_again', '--cfg-options',
                                  f'{ALLOC}=cache/single.pth'], root),
-        'other_budget': _start(train + ['--work-dir', 'w_other', '--cfg-options',
+        'other_budget': sub.start(train + ['--work-dir', 'w_other', '--cfg-options',
                                         f'{ALLOC}=cache/single.pth',
                                         'model.backbone.spt_cfg.budget=999'], root),
     }
     for name, proc in phase2.items():
-        res[name] = _finish(proc)
+        result = sub.finish(proc)
+        res[name] = result.returncode, result.stdout
     return res
 
 

@@ -1,5 +1,5 @@
-"""Fixtures for the tool tests: small subsets of the real embedded data and a
-subprocess runner.
+"""Fixtures for the tool tests: small subsets of the real embedded data, and the
+subprocess runner of tests/conftest.py with this folder's test hooks on the path.
 
 The tools run as a user runs them (``python tools/train.py ...``) in a scratch folder
 that holds ``data/vtab-1k/fashion_mnist`` and ``data/embedded_seg`` in the real
@@ -8,8 +8,6 @@ layouts, so the configs' relative ``data_root`` resolve there.
 import os
 import os.path as osp
 import shutil
-import socket
-import subprocess
 import sys
 
 import pytest
@@ -82,64 +80,23 @@ def data_root(tmp_path_factory):
     return root
 
 
-def tool_env(**extra) -> dict:
-    env = dict(os.environ)
-    env['PYTHONPATH'] = os.pathsep.join(
-        [HOOKS_DIR, REPO_ROOT] + ([env['PYTHONPATH']] if env.get('PYTHONPATH') else []))
-    # one thread everywhere: identical arithmetic in every compared run, and runs can
-    # share the two cores
-    env['OMP_NUM_THREADS'] = '1'
-    env.update(extra)
-    return env
-
-
 def python_tool(name: str, *args) -> list:
     return [sys.executable, osp.join(TOOLS, name), *map(str, args)]
 
 
-def start(cmd, cwd, **env) -> subprocess.Popen:
-    return subprocess.Popen(cmd, cwd=cwd, env=tool_env(**env), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
-
-
-def finish(proc: subprocess.Popen, timeout: float = 300) -> subprocess.CompletedProcess:
-    try:
-        out, _ = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, _ = proc.communicate()
-        raise AssertionError(f'{proc.args} timed out; output:\n{out[-4000:]}')
-    return subprocess.CompletedProcess(proc.args, proc.returncode, out, None)
-
-
-def run(cmd, cwd, timeout: float = 300, **env) -> subprocess.CompletedProcess:
-    return finish(start(cmd, cwd, **env), timeout)
-
-
-def check(result: subprocess.CompletedProcess, code: int = 0) -> str:
-    assert result.returncode == code, (
-        f'{" ".join(result.args)} exited {result.returncode} (expected {code}):\n'
-        f'{result.stdout[-6000:]}')
-    return result.stdout
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope='session')
-def tools():
-    """The helpers above (test modules cannot import conftest in importlib mode)."""
+def tools(subprocess_tools):
+    """Paths and helpers of the tool tests (test modules cannot import conftest in
+    importlib mode); the subprocess helpers put this folder's test hooks on the path."""
     from types import SimpleNamespace
+    sub = subprocess_tools.with_paths(HOOKS_DIR)
     return SimpleNamespace(
         REPO_ROOT=REPO_ROOT, TOOLS=TOOLS, CONFIGS=CONFIGS, CLS_CFG=CLS_CFG,
         SEG_CFG=SEG_CFG, CLS_TESTHOOKS_CFG=CLS_TESTHOOKS_CFG,
         SEG_TESTHOOKS_CFG=SEG_TESTHOOKS_CFG, RESUME_CASES=RESUME_CASES,
-        INTERRUPT_EXIT_CODE=INTERRUPT_EXIT_CODE, python_tool=python_tool, start=start,
-        finish=finish, run=run, check=check, free_port=free_port, tool_env=tool_env,
-        load_ckpt=load_ckpt)
+        INTERRUPT_EXIT_CODE=INTERRUPT_EXIT_CODE, python_tool=python_tool, start=sub.start,
+        finish=sub.finish, run=sub.run, check=sub.check, free_port=sub.free_port,
+        tool_env=sub.tool_env, load_ckpt=load_ckpt)
 
 
 def load_ckpt(path):
@@ -147,7 +104,7 @@ def load_ckpt(path):
 
 
 @pytest.fixture(scope='session')
-def resume_runs(data_root):
+def resume_runs(data_root, tools):
     """Per case of ``RESUME_CASES``, as user-level subprocesses:
 
     * ``full``: the uninterrupted run;
@@ -163,11 +120,12 @@ def resume_runs(data_root):
     for lib, (cfg, stop, _, _) in RESUME_CASES.items():
         out[lib] = dict(cfg=cfg, **{name: osp.join(data_root, f'work_{lib}_{name}')
                                     for name in ('full', 'cut', 'ctrl')})
-        procs[lib, 'full'] = start(train + [cfg, '--work-dir', out[lib]['full']], data_root)
-        procs[lib, 'cut'] = start(
+        procs[lib, 'full'] = tools.start(train + [cfg, '--work-dir', out[lib]['full']],
+                                         data_root)
+        procs[lib, 'cut'] = tools.start(
             train + [cfg, '--work-dir', out[lib]['cut'], '--cfg-options', stop], data_root)
     for (lib, name), proc in procs.items():
-        out[lib][name + '_result'] = finish(proc)
+        out[lib][name + '_result'] = tools.finish(proc)
         if name == 'cut' and osp.isdir(out[lib]['cut']):
             out[lib]['cut_files'] = sorted(os.listdir(out[lib]['cut']))
 
@@ -186,8 +144,8 @@ def resume_runs(data_root):
         for name in ('cut', 'ctrl'):
             resume = ['--resume'] if lib == 'cls' else [
                 '--resume', osp.join(r[name], ckpt_k)]
-            procs[lib, name + '_resume'] = start(
+            procs[lib, name + '_resume'] = tools.start(
                 train + [r['cfg'], '--work-dir', r[name]] + resume, data_root)
     for (lib, name), proc in procs.items():
-        out[lib][name + '_result'] = finish(proc)
+        out[lib][name + '_result'] = tools.finish(proc)
     return out
