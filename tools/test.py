@@ -19,8 +19,7 @@ from mmengine.evaluator import DumpResults  # noqa: E402
 
 import projects  # noqa: E402,F401  (registers components, applies compat fixes)
 from projects.core.cli import (add_common_args, build_runner, load_cfg,  # noqa: E402
-                               log_notes)
-from projects.core.cli import parse_args as parse_args_and_rank  # noqa: E402
+                               log_notes, parse_args_with_rank)
 from projects.core.compat import prepare_runtime_cfg  # noqa: E402
 
 
@@ -36,7 +35,7 @@ def parse_args(argv=None):
                         'in this directory (mmseg: <show-dir>/vis_data/vis_image; '
                         'mmpretrain: <work_dir>/<timestamp>/<show-dir> if relative)')
     add_common_args(parser, 'test_dataloader.batch_size=1', 'tools/dist_test.sh')
-    return parse_args_and_rank(parser, argv)
+    return parse_args_with_rank(parser, argv)
 
 
 def enable_visualization(cfg, show_dir: str) -> None:

@@ -24,8 +24,7 @@ from mmengine.runner import find_latest_checkpoint  # noqa: E402
 
 import projects  # noqa: E402,F401  (registers components, applies compat fixes)
 from projects.core.cli import (add_common_args, build_runner, load_cfg,  # noqa: E402
-                               log_notes)
-from projects.core.cli import parse_args as parse_args_and_rank  # noqa: E402
+                               log_notes, parse_args_with_rank)
 from projects.core.compat import prepare_runtime_cfg  # noqa: E402
 
 
@@ -49,7 +48,7 @@ def parse_args(argv=None):
         help='automatic mixed precision (needs a CUDA device)')
     add_common_args(parser, 'train_cfg.max_iters=10 optim_wrapper.optimizer.lr=1e-3',
                     'tools/dist_train.sh')
-    return parse_args_and_rank(parser, argv)
+    return parse_args_with_rank(parser, argv)
 
 
 def setup_cfg(args) -> Config:

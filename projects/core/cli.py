@@ -27,7 +27,8 @@ def add_common_args(parser: argparse.ArgumentParser, cfg_example: str,
                         help=argparse.SUPPRESS)
 
 
-def parse_args(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
+def parse_args_with_rank(parser: argparse.ArgumentParser,
+                         argv=None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
     return args

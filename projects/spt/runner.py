@@ -25,8 +25,9 @@ from torch.utils.data import DataLoader
 
 from .allocation import allocate
 from .cache import load_allocation, make_key, save_allocation
+from .mixin import check_spt_cfg
 from .sensitivity import accumulate_sensitivity, sensitivity_batches
-from .units import backbone_units, unit_slice
+from .units import backbone_units, scored_params, scores_per_unit
 
 SENSITIVITY_DEFAULTS = dict(num_samples=800, batch_size=32, train_mode=False)
 ALLOCATION_KEYS = ('budget', 'rule', 'alpha', 'beta', 'match_budget', 'structured_only')
@@ -49,7 +50,7 @@ def _checkpoint_id(path) -> str:
 
 def spt_settings(backbone_cfg: dict) -> Dict:
     spt = backbone_cfg['spt_cfg']
-    structured = dict(dict(type='lora', rank=8), **(spt.get('structured') or {}))
+    structured = check_spt_cfg(spt)
     sens = dict(SENSITIVITY_DEFAULTS, **(spt.get('sensitivity') or {}))
     structured = {k: structured[k] for k in ('type', 'rank')}
     alloc = {k: spt[k] for k in ALLOCATION_KEYS if k in spt}
@@ -110,13 +111,13 @@ def compute_allocation(model_cfg: dict, dataloader_cfg: dict, path: str, key: st
     loader = DataLoader(dataset, batch_sampler=batches, collate_fn=collate_fn,
                         num_workers=0)
     units = backbone_units(model.backbone)
-    params = sorted({f'backbone.{u.param}' for u in units.values()})
+    params = scored_params(units, 'backbone.')
     print_log(f'SPT: computing sensitivity of {len(units)} tensors over '
               f'{sens["num_samples"]} samples (batch {sens["batch_size"]}, '
               f'{world} process(es)) -> {path}', logger)
     scores, seen = accumulate_sensitivity(model, loader, params,
                                           train_mode=sens['train_mode'])
-    unit_scores = {n: unit_slice(u, scores[f'backbone.{u.param}']) for n, u in units.items()}
+    unit_scores = scores_per_unit(units, scores, 'backbone.')
     seconds = time.perf_counter() - start
     if rank == 0:
         alloc = allocate(unit_scores, units, structured=settings['structured']['type'],

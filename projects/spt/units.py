@@ -10,7 +10,7 @@ parameter the unit covers. :func:`backbone_units` picks the discovery for a back
 from collections import OrderedDict
 from typing import Dict, NamedTuple, Optional, Tuple
 
-from torch import nn
+from torch import Tensor, nn
 
 MATRIX_TYPES = ('q', 'k', 'v', 'proj', 'fc1', 'fc2')
 
@@ -32,43 +32,61 @@ class Unit(NamedTuple):
         return n
 
 
+class _UnitTable:
+    """The units of one model in scoring order (the order breaks score ties)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.params = dict(model.named_parameters())
+        self.units: Dict[str, Unit] = OrderedDict()
+
+    def add(self, name: str, param: str, kind: str, block: int, op: str,
+            rows: Optional[Tuple[int, int]] = None) -> None:
+        p = self.params[param]
+        shape = tuple(p.shape) if rows is None else (rows[1] - rows[0],) + tuple(p.shape[1:])
+        self.units[name] = Unit(name, param, rows, shape, kind, block, op)
+
+    def add_vector_if_present(self, name: str, block: int, op: str) -> None:
+        if name in self.params:
+            self.add(name, name, 'vector', block, op)
+
+    def add_block(self, pre: str, block: int, qkv: str, linears: Tuple[Tuple[str, str], ...],
+                  norms: Tuple[str, ...] = ('norm1', 'norm2')) -> None:
+        """One transformer block: q/k/v as row thirds of the fused ``qkv`` linear (unit
+        names ``<parent>.q.weight`` etc.) and of its bias, the ``(op, module)`` linears
+        with their biases, and the norms' weight and bias."""
+        parent = qkv.rpartition('.')[0]
+        dim = self.params[f'{pre}{qkv}.weight'].shape[1]
+        for j, t in enumerate(('q', 'k', 'v')):
+            rows = (j * dim, (j + 1) * dim)
+            self.add(f'{pre}{parent}.{t}.weight', f'{pre}{qkv}.weight', 'matrix', block, t,
+                     rows)
+            if f'{pre}{qkv}.bias' in self.params:
+                self.add(f'{pre}{parent}.{t}.bias', f'{pre}{qkv}.bias', 'vector', block,
+                         f'{t}.bias', rows)
+        for op, mod in linears:
+            self.add(f'{pre}{mod}.weight', f'{pre}{mod}.weight', 'matrix', block, op)
+            self.add_vector_if_present(f'{pre}{mod}.bias', block, f'{op}.bias')
+        for norm in norms:
+            for leaf in ('weight', 'bias'):
+                name = f'{pre}{norm}.{leaf}'
+                self.add(name, name, 'vector', block, f'{norm}.{leaf}')
+
+
 def vit_units(model: nn.Module) -> Dict[str, Unit]:
     """Units of a PYRAViT (timm naming): per block q/k/v/proj/fc1/fc2 weights and
     their biases, norm1/norm2, LayerScale gammas; and the final norm. Excluded like in
     the official code: patch embedding, position embedding, class token, head (and
     PYRA's generators, which are trained as part of PYRA, outside the budget)."""
-    params = dict(model.named_parameters())
-    units: Dict[str, Unit] = OrderedDict()
-
-    def add(name, param, rows, kind, block, op):
-        p = params[param]
-        shape = tuple(p.shape) if rows is None else (rows[1] - rows[0],) + tuple(p.shape[1:])
-        units[name] = Unit(name, param, rows, shape, kind, block, op)
-
-    for i, block in enumerate(model.blocks):
+    table = _UnitTable(model)
+    for i in range(len(model.blocks)):
         pre = f'blocks.{i}.'
-        dim = block.attn.qkv.in_features
-        for j, t in enumerate(('q', 'k', 'v')):
-            add(f'{pre}attn.{t}.weight', f'{pre}attn.qkv.weight', (j * dim, (j + 1) * dim),
-                'matrix', i, t)
-            if f'{pre}attn.qkv.bias' in params:
-                add(f'{pre}attn.{t}.bias', f'{pre}attn.qkv.bias', (j * dim, (j + 1) * dim),
-                    'vector', i, f'{t}.bias')
-        for op, mod in (('proj', 'attn.proj'), ('fc1', 'mlp.fc1'), ('fc2', 'mlp.fc2')):
-            add(f'{pre}{mod}.weight', f'{pre}{mod}.weight', None, 'matrix', i, op)
-            if f'{pre}{mod}.bias' in params:
-                add(f'{pre}{mod}.bias', f'{pre}{mod}.bias', None, 'vector', i, f'{op}.bias')
-        for norm in ('norm1', 'norm2'):
-            for leaf in ('weight', 'bias'):
-                add(f'{pre}{norm}.{leaf}', f'{pre}{norm}.{leaf}', None, 'vector', i,
-                    f'{norm}.{leaf}')
+        table.add_block(pre, i, 'attn.qkv',
+                        (('proj', 'attn.proj'), ('fc1', 'mlp.fc1'), ('fc2', 'mlp.fc2')))
         for ls in ('ls1', 'ls2'):
-            if f'{pre}{ls}.gamma' in params:
-                add(f'{pre}{ls}.gamma', f'{pre}{ls}.gamma', None, 'vector', i, ls)
+            table.add_vector_if_present(f'{pre}{ls}.gamma', i, ls)
     for leaf in ('weight', 'bias'):
-        if f'norm.{leaf}' in params:
-            add(f'norm.{leaf}', f'norm.{leaf}', None, 'vector', -1, f'norm.{leaf}')
-    return units
+        table.add_vector_if_present(f'norm.{leaf}', -1, f'norm.{leaf}')
+    return table.units
 
 
 def swin_units(model: nn.Module) -> Dict[str, Unit]:
@@ -79,51 +97,26 @@ def swin_units(model: nn.Module) -> Dict[str, Unit]:
     position embeddings of the ViT: patch embedding, relative position bias tables,
     absolute position embedding, head. (The official SPT code for Swin was never
     released; this applies the ViT rules to every Swin layer of the same kind.)"""
-    params = dict(model.named_parameters())
-    units: Dict[str, Unit] = OrderedDict()
-
-    def add(name, param, rows, kind, block, op):
-        p = params[param]
-        shape = tuple(p.shape) if rows is None else (rows[1] - rows[0],) + tuple(p.shape[1:])
-        units[name] = Unit(name, param, rows, shape, kind, block, op)
-
-    def add_bias(name, param, block, op):
-        if param in params:
-            add(name, param, None, 'vector', block, op)
-
+    table = _UnitTable(model)
     index = 0
     for s, stage in enumerate(model.stages):
-        for j, block in enumerate(stage.blocks):
-            pre = f'stages.{s}.blocks.{j}.'
-            att = f'{pre}attn.w_msa.'
-            dim = block.attn.w_msa.qkv.in_features
-            for t, name in enumerate(('q', 'k', 'v')):
-                rows = (t * dim, (t + 1) * dim)
-                add(f'{att}{name}.weight', f'{att}qkv.weight', rows, 'matrix', index, name)
-                if f'{att}qkv.bias' in params:
-                    add(f'{att}{name}.bias', f'{att}qkv.bias', rows, 'vector', index,
-                        f'{name}.bias')
-            for op, mod in (('proj', 'attn.w_msa.proj'), ('fc1', 'ffn.layers.0.0'),
-                            ('fc2', 'ffn.layers.1')):
-                add(f'{pre}{mod}.weight', f'{pre}{mod}.weight', None, 'matrix', index, op)
-                add_bias(f'{pre}{mod}.bias', f'{pre}{mod}.bias', index, f'{op}.bias')
-            for norm in ('norm1', 'norm2'):
-                for leaf in ('weight', 'bias'):
-                    add_bias(f'{pre}{norm}.{leaf}', f'{pre}{norm}.{leaf}', index,
-                             f'{norm}.{leaf}')
+        for j in range(len(stage.blocks)):
+            table.add_block(f'stages.{s}.blocks.{j}.', index, 'attn.w_msa.qkv',
+                            (('proj', 'attn.w_msa.proj'), ('fc1', 'ffn.layers.0.0'),
+                             ('fc2', 'ffn.layers.1')))
             index += 1
         down = f'stages.{s}.downsample.'
-        if f'{down}reduction.weight' in params:
-            add(f'{down}reduction.weight', f'{down}reduction.weight', None, 'matrix',
-                index - 1, 'reduction')
+        if f'{down}reduction.weight' in table.params:
+            table.add(f'{down}reduction.weight', f'{down}reduction.weight', 'matrix',
+                      index - 1, 'reduction')
             for leaf in ('weight', 'bias'):
-                add_bias(f'{down}norm.{leaf}', f'{down}norm.{leaf}', index - 1,
-                         f'reduction_norm.{leaf}')
-    for name in sorted(params):
+                table.add_vector_if_present(f'{down}norm.{leaf}', index - 1,
+                                            f'reduction_norm.{leaf}')
+    for name in sorted(table.params):
         head, _, leaf = name.partition('.')
         if head.startswith('norm') and head[4:].isdigit() and leaf in ('weight', 'bias'):
-            add(name, name, None, 'vector', -1, f'{head}.{leaf}')
-    return units
+            table.add(name, name, 'vector', -1, f'{head}.{leaf}')
+    return table.units
 
 
 def backbone_units(model: nn.Module) -> Dict[str, Unit]:
@@ -142,3 +135,14 @@ def backbone_units(model: nn.Module) -> Dict[str, Unit]:
 def unit_slice(unit: Unit, tensor):
     """The part of ``tensor`` (shaped like ``unit.param``) that ``unit`` covers."""
     return tensor if unit.rows is None else tensor[unit.rows[0]:unit.rows[1]]
+
+
+def scored_params(units: Dict[str, Unit], prefix: str = '') -> list:
+    """Names (with ``prefix``, e.g. ``'backbone.'``) of the parameters the units cover."""
+    return sorted({f'{prefix}{u.param}' for u in units.values()})
+
+
+def scores_per_unit(units: Dict[str, Unit], scores: Dict[str, Tensor],
+                    prefix: str = '') -> Dict[str, Tensor]:
+    """Per-parameter scores (keyed like :func:`scored_params`) cut into unit scores."""
+    return {n: unit_slice(u, scores[f'{prefix}{u.param}']) for n, u in units.items()}

@@ -43,10 +43,12 @@ from projects.core.memory import peak_rss_mb, reset_peak_rss, rss_mb  # noqa: E4
 from projects.core.model_builder import build_model_from_cfg  # noqa: E402
 from projects.spt.allocation import allocate  # noqa: E402
 from projects.spt.cache import make_key, save_allocation  # noqa: E402
+from projects.spt.mixin import check_spt_cfg  # noqa: E402
 from projects.spt.runner import scoring_model_cfg  # noqa: E402
 from projects.spt.sensitivity import (accumulate_sensitivity, data_loss,  # noqa: E402
                                       sensitivity_batches)
-from projects.spt.units import backbone_units, unit_slice  # noqa: E402
+from projects.spt.units import (backbone_units, scored_params,  # noqa: E402
+                                 scores_per_unit)
 
 
 def load_config(args) -> Config:
@@ -91,7 +93,7 @@ def plain_pass(model, batches, names):
 def time_sensitivity(cfg, batches, repeats):
     model = scoring_model(cfg)
     units = backbone_units(model.backbone)
-    names = sorted({f'backbone.{u.param}' for u in units.values()})
+    names = scored_params(units, 'backbone.')
     best = dict(sensitivity=float('inf'), plain=float('inf'))
     scores = None
     for _ in range(repeats):
@@ -101,7 +103,7 @@ def time_sensitivity(cfg, batches, repeats):
         t = time.perf_counter()
         plain_pass(model, batches, set(names))
         best['plain'] = min(best['plain'], time.perf_counter() - t)
-    unit_scores = {n: unit_slice(u, scores[f'backbone.{u.param}']) for n, u in units.items()}
+    unit_scores = scores_per_unit(units, scores, 'backbone.')
     return best, unit_scores, units
 
 
@@ -212,7 +214,7 @@ def main(argv=None):
         raise RuntimeError('the LoRA baseline has no trainable LoRA parameter.')
     del lora_model
     spt = cfg.model.backbone.spt_cfg
-    structured = dict(dict(type='lora', rank=8), **spt.get('structured', {}))
+    structured = check_spt_cfg(spt)
     alloc = allocate(scores, units, budget, structured=structured['type'],
                      rank=structured['rank'], rule=spt.get('rule', 'thesis'))
     alloc['key'], alloc['key_info'] = make_key(dict(benchmark=args.config, budget=budget))
