@@ -6,16 +6,18 @@ the adapter parameters. The class keeps ``weight`` / ``bias`` under their plain
 :meth:`delta_weight` serves merging, unmerging and exporting a folded checkpoint.
 """
 import math
-from typing import Dict, Iterable, Sequence
+from typing import Dict, Iterable, List, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .param_roles import AddsParameters
+
 QKV_TARGETS = ('q', 'k', 'v')
 
 
-class LoRAQKVLinear(nn.Linear):
+class LoRAQKVLinear(AddsParameters, nn.Linear):
     """``nn.Linear(D, 3D)`` plus a rank-``rank`` update on each of ``targets`` (q/k/v).
 
     delta_W[t] = (alpha / rank) * B_t A_t, with A_t kaiming-uniform and B_t zero, so the
@@ -45,6 +47,10 @@ class LoRAQKVLinear(nn.Linear):
         for a in self.lora_A.values():
             nn.init.kaiming_uniform_(a, a=math.sqrt(5))
         self.merged = False
+
+    def new_parameter_names(self) -> List[str]:
+        """Only the adapter: ``weight`` / ``bias`` are the pretrained projection."""
+        return [n for n, _ in self.named_parameters() if n.startswith(('lora_A.', 'lora_B.'))]
 
     def _stacked_b(self) -> Tensor:
         """(3D, T*rank): B_t placed at target t's output rows and rank columns."""

@@ -1,39 +1,67 @@
-"""The ViT block shared by every MMAdapt method.
+"""The ViT block shared by every MMAdapt method, composed from config-built parts.
 
 Parameter names follow timm (``norm1``, ``attn.qkv``, ``attn.proj``, ``ls1.gamma``,
 ``norm2``, ``mlp.fc1``, ``mlp.fc2``, ``ls2.gamma``) so timm / mmpretrain / mmseg / HF
 checkpoints map onto it by renaming only.
 
-Extension points, so later methods reuse this block rather than a second ViT:
-- ``Block.attn`` is any module with ``forward(x, attn_bias) -> (out, keys_mean)``
-  (SPViT can swap in a conv-or-attention layer at construction time);
-- ``Block.forward`` takes the merge count ``r`` and a :class:`TokenState` per call, and
-  the token reduction sits between attention and MLP (ToMe/PYRA; DyT's token dispatch
-  can take the same slot);
-- ``Block.forward_attn`` / ``forward_mlp`` are separately callable (stitching).
+One block, with a :class:`~projects.core.context.TokenContext` ``ctx`` threaded through::
+
+    y, metric = attn(norm1(x), ctx, need_metric)         # attention slot
+    x = x + drop_path(ls1(y))
+    x, ctx = merger(x, metric, ctx)                      # token-reduction slot (optional)
+    mask, ctx = mlp_gate(x, ctx)                         # per-token MLP gate (optional)
+    x = x + mask * drop_path(ls2(mlp(norm2(x)))) + adapter(x, ctx)   # adapter optional
+
+Each slot is built from :data:`~projects.core.registry.VIT_LAYERS` (or given as a
+module) and has one interface. The block passes its dimensions as default constructor
+arguments, so a part's ``__init__`` must accept them (or ``**kwargs``):
+
+- attention (``attn_cfg``; gets ``dim, num_heads, qkv_bias, attn_drop, proj_drop``):
+  ``forward(x, ctx, need_metric) -> (out, metric)``; ``metric`` (B, N, Cm) is what a
+  merger matches on (None unless asked).
+- MLP (``mlp_cfg``; gets ``dim, hidden, drop``): ``forward(x) -> x``, token-wise, so the
+  block may run it on any subset of tokens.
+- merger (``merger``; gets ``dim``): ``needs_metric(ctx) -> bool`` and
+  ``forward(x, metric, ctx) -> (x, ctx)``; runs at every layer and decides itself
+  (ToMe reads ``ctx.num_merge``). A step that changes the tokens sets
+  ``ctx.on_grid=False``.
+- MLP gate (``mlp_gate``; gets ``dim``): ``forward(x, ctx) -> (mask, ctx)``, mask (B, N)
+  float in [0, 1] (training, straight-through) or bool (hard); None = every token.
+  With a bool mask in eval mode only the active tokens run the MLP, packed across the
+  batch without padding.
+- adapter (``adapter``; gets ``dim``): ``forward(x, ctx) -> Tensor`` added to the block
+  output in parallel with the MLP, on every token.
+
+Example -- a new attention variant, and a per-token MLP gate, by configuration only::
+
+    @VIT_LAYERS.register_module()
+    class TalkingHeadsAttention(Attention): ...      # same forward(x, ctx, need_metric)
+
+    @VIT_LAYERS.register_module()
+    class ThresholdGate(AddsParameters, nn.Module):
+        def __init__(self, dim, **kwargs):
+            super().__init__()
+            self.score = nn.Linear(dim, 1)
+        def forward(self, x, ctx):
+            mask = self.score(x)[..., 0] > 0
+            return mask, ctx.with_aux('mlp_rate', mask.float().mean())
+
+    backbone = dict(type='PYRAViT', arch='b', block_cfg=dict(
+        attn_cfg=dict(type='TalkingHeadsAttention'), mlp_gate=dict(type='ThresholdGate')))
+
+``AddsParameters`` (``param_roles.py``) marks the gate's parameters as new (allowed
+missing from pretrained checkpoints) and trainable when the backbone is frozen.
 """
-from typing import NamedTuple, Optional, Tuple
+from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 from mmcv.cnn.bricks.drop import DropPath
 from torch import Tensor, nn
 
+from .context import TokenContext
 from .lora import LoRAQKVLinear
-
-
-class TokenState(NamedTuple):
-    """Per-forward bookkeeping for token reduction; never stored on a module.
-
-    size: (B, N, 1) how many original tokens each current token stands for, or None
-        before the first merge.
-    assignment: (B, N0) index of the current token each original token belongs to, or
-        None when not traced (or before the first merge).
-    trace: whether to maintain ``assignment``.
-    """
-    size: Optional[Tensor] = None
-    assignment: Optional[Tensor] = None
-    trace: bool = False
+from .registry import VIT_LAYERS, LayerCfg, build_layer
 
 
 class LayerScale(nn.Module):
@@ -46,6 +74,7 @@ class LayerScale(nn.Module):
         return x * self.gamma
 
 
+@VIT_LAYERS.register_module()
 class Mlp(nn.Module):
 
     def __init__(self, dim: int, hidden: int, drop: float = 0.0) -> None:
@@ -59,14 +88,15 @@ class Mlp(nn.Module):
         return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
 
 
+@VIT_LAYERS.register_module()
 class Attention(nn.Module):
-    """Multi-head self-attention that also returns the keys averaged over heads
-    (ToMe's matching metric) and accepts an additive bias on the logits
-    (proportional attention: log of token sizes)."""
+    """Multi-head self-attention that can also return the keys averaged over heads
+    (ToMe's matching metric) and, with ``prop_attn``, adds log(token size) to the
+    logits once tokens have merged (ToMe/PYRA's proportional attention)."""
 
     def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True,
                  attn_drop: float = 0.0, proj_drop: float = 0.0,
-                 lora_cfg: Optional[dict] = None) -> None:
+                 lora_cfg: Optional[dict] = None, prop_attn: bool = True) -> None:
         super().__init__()
         if dim % num_heads:
             raise ValueError(f'embed_dims {dim} is not divisible by num_heads {num_heads}.')
@@ -78,56 +108,85 @@ class Attention(nn.Module):
         self.attn_drop = attn_drop
         self.proj = nn.Linear(dim, dim)
         self.proj_drop = nn.Dropout(proj_drop)
+        self.prop_attn = prop_attn
 
-    def forward(self, x: Tensor, attn_bias: Optional[Tensor] = None,
+    def forward(self, x: Tensor, ctx: TokenContext = TokenContext(),
                 need_metric: bool = False) -> Tuple[Tensor, Optional[Tensor]]:
+        bias = None
+        if self.prop_attn and ctx.size is not None:
+            bias = ctx.size.log()[:, None, None, :, 0].to(x.dtype)
         bsz, n, c = x.shape
         qkv = self.qkv(x).reshape(bsz, n, 3, self.num_heads, c // self.num_heads)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
         out = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=attn_bias,
+            q, k, v, attn_mask=bias,
             dropout_p=self.attn_drop if self.training else 0.0)
         out = self.proj_drop(self.proj(out.transpose(1, 2).reshape(bsz, n, c)))
         return out, (k.mean(1) if need_metric else None)
 
 
 class Block(nn.Module):
-    """Pre-norm transformer block with an optional token-merging step between
-    attention and MLP (where ToMe and PYRA merge)."""
+    """Pre-norm transformer block with optional token-reduction, MLP-gate and adapter
+    slots (see the module docstring for the interfaces)."""
 
     def __init__(self, dim: int, num_heads: int, mlp_hidden: int, qkv_bias: bool = True,
                  drop: float = 0.0, attn_drop: float = 0.0, drop_path: float = 0.0,
                  layer_scale: Optional[float] = None, norm_eps: float = 1e-6,
-                 lora_cfg: Optional[dict] = None, merger: Optional[nn.Module] = None,
-                 prop_attn: bool = True) -> None:
+                 attn_cfg: LayerCfg = None, mlp_cfg: LayerCfg = None,
+                 merger: LayerCfg = None, mlp_gate: LayerCfg = None,
+                 adapter: LayerCfg = None) -> None:
         super().__init__()
+        # built first: the pre-composition code created the merger before the block,
+        # so seeded initialisations stay the same
+        self.merger = build_layer(merger, dim=dim)
         self.norm1 = nn.LayerNorm(dim, eps=norm_eps)
-        self.attn = Attention(dim, num_heads, qkv_bias, attn_drop, drop, lora_cfg)
+        self.attn = build_layer(attn_cfg or dict(type='Attention'), dim=dim,
+                                num_heads=num_heads, qkv_bias=qkv_bias,
+                                attn_drop=attn_drop, proj_drop=drop)
         self.ls1 = LayerScale(dim, layer_scale) if layer_scale else nn.Identity()
         self.norm2 = nn.LayerNorm(dim, eps=norm_eps)
-        self.mlp = Mlp(dim, mlp_hidden, drop)
+        self.mlp = build_layer(mlp_cfg or dict(type='Mlp'), dim=dim, hidden=mlp_hidden,
+                               drop=drop)
         self.ls2 = LayerScale(dim, layer_scale) if layer_scale else nn.Identity()
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
-        # ``merger(x, metric, state, r) -> (x, state)``; None = a plain ViT block.
-        self.merger = merger
-        # proportional attention: add log(token size) to the logits once tokens merged
-        self.prop_attn = prop_attn
+        self.mlp_gate = build_layer(mlp_gate, dim=dim)
+        self.adapter = build_layer(adapter, dim=dim)
 
-    def forward_attn(self, x: Tensor, state: TokenState,
-                     need_metric: bool) -> Tuple[Tensor, Optional[Tensor]]:
-        bias = None
-        if self.prop_attn and state.size is not None:
-            bias = state.size.log()[:, None, None, :, 0].to(x.dtype)
-        y, metric = self.attn(self.norm1(x), bias, need_metric)
+    def forward_attn(self, x: Tensor, ctx: TokenContext,
+                     need_metric: bool = False) -> Tuple[Tensor, Optional[Tensor]]:
+        y, metric = self.attn(self.norm1(x), ctx, need_metric)
         return x + self.drop_path(self.ls1(y)), metric
 
-    def forward_mlp(self, x: Tensor) -> Tensor:
-        return x + self.drop_path(self.ls2(self.mlp(self.norm2(x))))
+    def mlp_branch(self, x: Tensor) -> Tensor:
+        return self.drop_path(self.ls2(self.mlp(self.norm2(x))))
 
-    def forward(self, x: Tensor, state: TokenState = TokenState(),
-                r: int = 0) -> Tuple[Tensor, TokenState]:
-        merging = self.merger is not None and r > 0
-        x, metric = self.forward_attn(x, state, need_metric=merging)
-        if merging:
-            x, state = self.merger(x, metric, state, r)
-        return self.forward_mlp(x), state
+    def forward_mlp(self, x: Tensor, ctx: TokenContext) -> Tuple[Tensor, TokenContext]:
+        mask = None
+        if self.mlp_gate is not None:
+            mask, ctx = self.mlp_gate(x, ctx)
+        if mask is None:
+            out = x + self.mlp_branch(x)
+        elif mask.dtype == torch.bool and not self.training:
+            out = self._packed_mlp(x, mask)
+        else:
+            out = x + self.mlp_branch(x) * mask[..., None].to(x.dtype)
+        if self.adapter is not None:
+            out = out + self.adapter(x, ctx)
+        return out, ctx
+
+    def _packed_mlp(self, x: Tensor, mask: Tensor) -> Tensor:
+        """Run the MLP on the active tokens only, packed across the batch (no padding)
+        and added back in place: what a hard mask saves at inference."""
+        flat = x.reshape(-1, x.shape[-1])
+        rows = mask.reshape(-1).nonzero().squeeze(1)
+        if rows.numel() == 0:
+            return x
+        return flat.index_add(0, rows, self.mlp_branch(flat.index_select(0, rows))).view_as(x)
+
+    def forward(self, x: Tensor,
+                ctx: TokenContext = TokenContext()) -> Tuple[Tensor, TokenContext]:
+        need_metric = self.merger is not None and self.merger.needs_metric(ctx)
+        x, metric = self.forward_attn(x, ctx, need_metric)
+        if self.merger is not None:
+            x, ctx = self.merger(x, metric, ctx)
+        return self.forward_mlp(x, ctx)

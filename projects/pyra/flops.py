@@ -3,7 +3,8 @@
 Counted as multiply-accumulates (the fvcore / mmengine "FLOPs" convention used by ToMe,
 PYRA and most ViT papers): patch embedding, per block q/k/v + attention (QK^T and AV) +
 output projection on the tokens entering it, the MLP on the tokens left after its merge,
-and the matching (A x B similarity). Unmerging is a gather and costs no MACs.
+and the matching (A x B similarity; none for the drop-only baseline). Unmerging is a
+gather and costs no MACs.
 """
 from typing import List, Tuple
 
@@ -33,7 +34,7 @@ def vit_macs(model, img_hw: Tuple[int, int]) -> int:
         macs += n_in * 3 * d * d          # qkv
         macs += 2 * n_in * n_in * d       # QK^T and AV
         macs += n_in * d * d              # proj
-        if n_out < n_in:                  # matching on head-averaged keys
+        if n_out < n_in and model.merge_mode != 'drop':   # matching on mean keys
             head_dim = d // model.blocks[0].attn.num_heads
             macs += ((n_in + 1) // 2) * (n_in // 2) * head_dim
         macs += 2 * n_out * d * hidden    # MLP

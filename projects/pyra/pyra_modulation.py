@@ -28,8 +28,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..core.param_roles import AddsParameters
+from ..core.registry import VIT_LAYERS
 
-class PYRAModulation(nn.Module):
+
+@VIT_LAYERS.register_module()
+class PYRAModulation(AddsParameters, nn.Module):
 
     def __init__(self, embed_dims: int, num_merge: int, init_r: str = 'uniform',
                  weighted_info: bool = True, norm_affine: bool = True,

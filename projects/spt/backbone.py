@@ -5,12 +5,13 @@ Everything pretrained is frozen; trainable are the sparse deltas, the LoRA / Ada
 modules and (with ``merge_mode='pyra'``) PYRA's generators, which are part of PYRA and
 outside the SPT budget.
 """
-from typing import Optional
+from typing import Optional, Set
 
 from mmpretrain.registry import MODELS as PRETRAIN_MODELS
 from mmseg.registry import MODELS as SEG_MODELS
 
 from ..core.checkpoint.vit_loader import load_vit_checkpoint
+from ..core.param_roles import trainable_when_frozen
 from ..pyra.backbone import PYRAViT
 from .mixin import SPTMixin
 
@@ -25,6 +26,9 @@ class _PlainView:
 
     def state_dict(self):
         return self.model.plain_state_dict()
+
+    def named_modules(self):
+        return self.model.named_modules()
 
     def load_state_dict(self, state, strict=False):
         return self.model.load_state_dict(state, strict=False)
@@ -59,8 +63,9 @@ class SPTViT(SPTMixin, PYRAViT):
         self.frozen = True
         self._setup_spt(spt_cfg)
 
-    def _also_trainable(self, name: str) -> bool:
-        return '.pyra_' in name  # PYRA's generators belong to PYRA, not to the budget
+    def _also_trainable(self) -> Set[str]:
+        # PYRA's generators belong to PYRA, not to the budget
+        return trainable_when_frozen(self)
 
     def init_weights(self) -> None:
         cfg = self.init_cfg

@@ -88,3 +88,28 @@ def test_benchmark_tool_prints_ratios(tmp_path):
     assert table[0].split()[2] == '1.00x'
     flops_ratio = float(table[1].split()[-1].rstrip('x'))
     assert 1.1 < flops_ratio < 1.5  # merging 10 + 6 of 50 tokens in 2 layers: ~1.15x
+
+
+def test_benchmark_drop_limit_rows_follow_each_merging_config(tmp_path):
+    """--drop-baseline adds, right after each merging config, the same schedule with
+    merge_mode='drop' (the limit); the limit has the merged token counts but no
+    matching MACs, and its model really drops those tokens."""
+    from benchmark import parse_args, plan_runs
+    _, merged = _tiny_cfg(tmp_path, lora=True)
+    cfg = Config.fromfile(merged)
+    cfg.model.backbone.update(merge_mode='none', merge_schedule=None)
+    base = str(tmp_path / 'none.py')
+    cfg.dump(base)
+    runs = plan_runs(parse_args([base, merged, '--drop-baseline', '--plain-baseline']))
+    assert [r.limit_of for r in runs] == [None, None, None, 2]
+    assert runs[3].override == dict(merge_mode='drop') and runs[3].path == merged
+    from projects.pyra.flops import vit_macs
+    kw = dict(arch=dict(embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=64),
+              img_size=56, patch_size=8, merge_schedule=[10, 6])
+    pyra, drop = PYRAViT(merge_mode='pyra', **kw), PYRAViT(merge_mode='drop', **kw).eval()
+    matching = ((50 + 1) // 2) * (50 // 2) * 16 + ((40 + 1) // 2) * (40 // 2) * 16
+    assert vit_macs(pyra, (56, 56)) - vit_macs(drop, (56, 56)) == matching
+    tokens = []
+    drop.blocks[1].register_forward_hook(lambda m, i, o: tokens.append(o[0].shape[1]))
+    drop(torch.randn(1, 3, 56, 56))
+    assert tokens == [50 - 10 - 6]

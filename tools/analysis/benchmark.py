@@ -10,11 +10,15 @@ Example (the PYRA target: ViT-B/16, 224 px, batch 32, fp32):
         configs/pyra/vtab1k/lora_vit-b16_1xb32-100e_vtab1k-cifar-224px.py \
         configs/pyra/vtab1k/pyra-lora-low_vit-b16_1xb32-100e_vtab1k-cifar-224px.py \
         --batch-size 32 --part backbone
+
+With --drop-baseline every merging config also gets a row that drops the same number of
+tokens per layer without matching (merge_mode='drop'): the physical limit of merging.
+The "of limit" column is a merging model's speed over its own limit's.
 """
 import argparse
 import os.path as osp
 import sys
-from typing import List
+from typing import List, NamedTuple, Optional
 
 import torch
 from mmengine.config import Config, DictAction
@@ -46,25 +50,55 @@ def parse_args(argv: List[str] = None) -> argparse.Namespace:
     p.add_argument('--plain-baseline', action='store_true',
                    help='add a first row: the first config without merging and without '
                         'LoRA (the plain ViT); ratios are then against it')
+    p.add_argument('--drop-baseline', action='store_true',
+                   help="add, after each merging config, the same schedule with "
+                        "merge_mode='drop' (no matching: the limit merging can reach)")
     p.add_argument('--cfg-options', nargs='+', action=DictAction,
                    help='override settings of every config')
     return p.parse_args(argv)
+
+
+class Run(NamedTuple):
+    label: str
+    path: str
+    override: dict
+    limit_of: Optional[int] = None  # index of the merging run this one is the limit of
+
+
+def _load(path: str, cfg_options: Optional[dict]) -> Config:
+    cfg = Config.fromfile(path)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    return cfg
+
+
+def plan_runs(args: argparse.Namespace) -> List[Run]:
+    runs = [Run(osp.basename(p), p, {}) for p in args.configs]
+    if args.plain_baseline:
+        plain = dict(merge_mode='none', merge_schedule=None, lora_cfg=None)
+        runs.insert(0, Run('plain ViT (' + runs[0].label + ')', args.configs[0], plain))
+    if not args.drop_baseline:
+        return runs
+    out: List[Run] = []
+    for run in runs:
+        out.append(run)
+        backbone = dict(_load(run.path, args.cfg_options).model.backbone, **run.override)
+        if backbone.get('merge_mode', 'none') in ('tome', 'pyra'):
+            out.append(Run(run.label + ' [drop limit]', run.path,
+                           dict(run.override, merge_mode='drop'), limit_of=len(out) - 1))
+    return out
 
 
 def main(argv: List[str] = None) -> None:
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    runs = [(osp.basename(p), p, {}) for p in args.configs]
-    if args.plain_baseline:
-        plain = dict(merge_mode='none', merge_schedule=None, lora_cfg=None)
-        runs.insert(0, ('plain ViT (' + runs[0][0] + ')', args.configs[0], plain))
-    fns, flops, shapes = {}, {}, set()
-    for name, path, override in runs:
-        cfg = Config.fromfile(path)
-        if args.cfg_options:
-            cfg.merge_from_dict(args.cfg_options)
-        cfg.model.backbone.update(override)
+    runs = plan_runs(args)
+    fns, flops, shapes, names = {}, {}, set(), []
+    for run in runs:
+        name = run.label
+        cfg = _load(run.path, args.cfg_options)
+        cfg.model.backbone.update(run.override)
         cfg.model.backbone.pop('init_cfg', None)  # speed does not depend on weights
         model = build_model_from_cfg(cfg).eval()
         backbone = model.backbone
@@ -72,6 +106,7 @@ def main(argv: List[str] = None) -> None:
             name += ' [LoRA folded]'
         while name in fns:  # the same config listed twice
             name += "'"
+        names.append(name)
         hw = tuple(args.img_size) if args.img_size else backbone.img_size
         hw = hw * 2 if len(hw) == 1 else hw
         shapes.add(hw)
@@ -85,15 +120,18 @@ def main(argv: List[str] = None) -> None:
                          'pass --img-size to compare them on one input.')
     x = torch.randn(args.batch_size, 3, *shapes.pop())
     stats = measure_interleaved(fns, x, args.warmup, args.repeats)
-    rows = [(name, stats[name], flops[name]) for name in fns]
-    base_speed, base_flops = rows[0][1]['images_per_s'], rows[0][2]
+    speed = {name: stats[name]['images_per_s'] for name in names}
+    of_limit = {names[run.limit_of]: speed[names[run.limit_of]] / speed[names[i]]
+                for i, run in enumerate(runs) if run.limit_of is not None}
+    base_speed, base_flops = speed[names[0]], flops[names[0]]
     print(f'\nbatch {args.batch_size}, {args.part}, {torch.get_num_threads()} threads, '
           f'median of {args.repeats} interleaved repeats after {args.warmup} warm-up')
-    print(f'{"config":<84} {"img/s":>9} {"speed-up":>9} {"GFLOPs":>8} {"FLOPs ratio":>11}')
-    for name, stats, gflops in rows:
-        print(f'{name:<84} {stats["images_per_s"]:>9.2f} '
-              f'{stats["images_per_s"] / base_speed:>8.2f}x {gflops:>8.2f} '
-              f'{base_flops / gflops:>10.2f}x')
+    print(f'{"config":<84} {"img/s":>9} {"speed-up":>9} {"GFLOPs":>8} {"FLOPs ratio":>11}'
+          + (f' {"of limit":>9}' if of_limit else ''))
+    for name in names:
+        limit = f' {of_limit[name]:>9.1%}' if name in of_limit else ''
+        print(f'{name:<84} {speed[name]:>9.2f} {speed[name] / base_speed:>8.2f}x '
+              f'{flops[name]:>8.2f} {base_flops / flops[name]:>10.2f}x' + limit)
 
 
 if __name__ == '__main__':

