@@ -1,8 +1,8 @@
 """Bipartite soft matching (ToMe) as pure functions.
 
 The matching is computed once per layer, without gradients, and returned as a small
-object whose methods merge tokens, unmerge them, and compose the integer assignment
-that records where every original token went. Nothing here holds state across
+object that :func:`merge_weighted` merges with and whose methods compose the integer
+assignment recording where every original token went (for :func:`unmerge`). Nothing here holds state across
 forward calls: the caller threads ``size`` and ``assignment`` through its own forward,
 which keeps the backbone re-entrant (activation checkpointing, interleaved forwards).
 """
@@ -32,32 +32,13 @@ class TokenMatching(NamedTuple):
     def r(self) -> int:
         return self.src_idx.shape[1]
 
-    def _split(self, x: Tensor) -> Tuple[Tensor, Tensor]:
-        return x[:, ::2], x[:, 1::2]
-
-    def gather_src(self, x: Tensor) -> Tensor:
-        a, _ = self._split(x)
-        return a.gather(1, self.src_idx.expand(-1, -1, x.shape[-1]))
-
-    def gather_dst(self, x: Tensor) -> Tensor:
-        _, b = self._split(x)
-        return b.gather(1, self.dst_idx.expand(-1, -1, x.shape[-1]))
-
-    def merge(self, x: Tensor, mode: str = 'sum',
-              modulate: Optional[Callable[[Tensor, Tensor], Tensor]] = None) -> Tensor:
-        """(B, N, C) -> (B, N - r, C): ``[unmerged A tokens, all B tokens]``.
-
-        ``modulate(src, dst_partner)`` may rewrite the sources before they are reduced
-        into their destinations (PYRA); destinations and unmerged tokens are untouched.
-        """
-        a, b = self._split(x)
-        c = x.shape[-1]
-        unm = a.gather(1, self.unm_idx.expand(-1, -1, c))
-        src = a.gather(1, self.src_idx.expand(-1, -1, c))
-        if modulate is not None:
-            src = modulate(src, b.gather(1, self.dst_idx.expand(-1, -1, c)))
-        dst = b.scatter_reduce(1, self.dst_idx.expand(-1, -1, c), src, reduce=mode)
-        return torch.cat([unm, dst], dim=1)
+    def kept_rows(self, bsz_offsets: Tensor) -> Tensor:
+        """Flat row indices into (B*N, C) of the tokens that survive, in output order
+        ``[unmerged A tokens, all B tokens]``; ``bsz_offsets`` is (B, 1) = b * N."""
+        num_b = self.num_tokens // 2
+        b_pos = torch.arange(1, 2 * num_b, 2, device=self.unm_idx.device)
+        pos = torch.cat([2 * self.unm_idx[..., 0], b_pos.expand(self.unm_idx.shape[0], -1)], 1)
+        return (pos + bsz_offsets).flatten()
 
     def assignment(self) -> Tensor:
         """(B, N) int64: index in the merged sequence that each input token went to."""
@@ -121,20 +102,34 @@ def merge_weighted(matching: TokenMatching, x: Tensor, size: Optional[Tensor],
 
     Returns the merged tokens and their sizes (B, N - r, 1): a merged token is the mean
     of all original patches it stands for, and sizes always sum to the input total.
+
+    Only the r merged pairs do arithmetic. A destination d with sources s (weights
+    w_s = size_s, total W = size_d + sum w_s) becomes ``x_d + sum_s (w_s x_s - w_s x_d) / W``,
+    which is ToMe's ``(size_d x_d + sum_s w_s x_s) / W``; every other token is copied once
+    (ToMe multiplies and divides all N tokens by their sizes). With ``modulate`` (PYRA),
+    ``w_s x_s`` is replaced by the modulated size-weighted source.
     """
+    bsz, n, c = x.shape
     if size is None:
-        size = x.new_ones(x.shape[0], x.shape[1], 1)
-    mod = None
+        size = x.new_ones(bsz, n, 1)
+    a_size, b_size = size[:, ::2], size[:, 1::2]
+    src_idx, dst_idx = matching.src_idx, matching.dst_idx
+    src_size = a_size.gather(1, src_idx)                                    # (B, r, 1)
+    dst_size = b_size.gather(1, dst_idx)
+    src = x[:, ::2].gather(1, src_idx.expand(-1, -1, c)) * src_size         # weighted
+    dst = x[:, 1::2].gather(1, dst_idx.expand(-1, -1, c))
     if modulate is not None:
-        src_size = matching.gather_src(size)
-        dst_size = matching.gather_dst(size)
+        src = modulate(src, dst * dst_size, src_size, dst_size)
+    new_b_size = b_size.scatter_add(1, dst_idx, src_size)
+    delta = (src - dst * src_size) / new_b_size.gather(1, dst_idx)
 
-        def mod(src: Tensor, dst: Tensor) -> Tensor:
-            return modulate(src, dst, src_size, dst_size)
-
-    merged = matching.merge(x * size, 'sum', mod)
-    size = matching.merge(size, 'sum')
-    return merged / size, size
+    offsets = torch.arange(bsz, device=x.device)[:, None]
+    out = x.reshape(bsz * n, c).index_select(0, matching.kept_rows(offsets * n))
+    num_unm = matching.unm_idx.shape[1]
+    dst_rows = (dst_idx[..., 0] + num_unm + offsets * (n - matching.r)).flatten()
+    out = out.index_add_(0, dst_rows, delta.reshape(-1, c)).view(bsz, n - matching.r, c)
+    new_size = torch.cat([a_size.gather(1, matching.unm_idx), new_b_size], 1)
+    return out, new_size
 
 
 def unmerge(x: Tensor, assignment: Tensor) -> Tensor:

@@ -4,9 +4,16 @@
 commit before ``Block`` became composable (``python tests/test_core/test_vit_reference.py
 --write OUT``). Every case builds a model, fills every tensor from a generator seeded by
 the tensor's *name* (so the weights do not depend on construction order), and runs a
-fixed input. Equality is ``torch.equal`` on the whole output; the ViT-B / FASeg cases,
-whose outputs are large, are compared through the SHA-256 of their bytes, which is equal
-exactly when the tensors are.
+fixed input.
+
+Paths without token merging must give the very same bits: ``torch.equal`` on the whole
+output, or for the large ViT-B / FASeg outputs the SHA-256 of their bytes (equal exactly
+when the tensors are). Paths that merge tokens (ToMe / PYRA) were made faster after the
+refactor: ``merge_weighted`` now updates only the merged pairs instead of multiplying and
+dividing every token by its size, which rounds differently; those outputs must stay
+within 1e-5 of the reference, relative to the output's scale (max |diff| <= 1e-5 *
+max(1, max |reference|)) -- on the whole tensor, or on an evenly strided sample of
+16,384 values for the large ones.
 """
 import argparse
 import hashlib
@@ -164,6 +171,16 @@ def sample(t: Tensor, count: int = 16384) -> Tensor:
     return flat[::max(1, -(-flat.numel() // count))].clone()
 
 
+def merges(name: str) -> bool:
+    return 'tome' in name or 'pyra' in name
+
+
+def assert_within_1e5(got: Tensor, want: Tensor, where: str) -> None:
+    diff = (got - want).abs().max().item()
+    scale = max(1.0, want.abs().max().item())
+    assert diff <= 1e-5 * scale, f'{where}: max abs diff {diff:.3g} at output scale {scale:.3g}'
+
+
 def compute_all() -> dict:
     torch.set_num_threads(1)  # one reduction order, whatever the machine
     ref = {name: run() for name, run in CASES.items()}
@@ -192,8 +209,11 @@ def test_outputs_equal_reference(name, reference):
     want = reference[name]
     assert sorted(got) == sorted(want)
     for key in want:
-        assert torch.equal(got[key], want[key]), (
-            f'{name}/{key}: max abs diff {(got[key] - want[key]).abs().max().item():.3g}')
+        if merges(name):
+            assert_within_1e5(got[key], want[key], f'{name}/{key}')
+        else:
+            assert torch.equal(got[key], want[key]), (
+                f'{name}/{key}: max abs diff {(got[key] - want[key]).abs().max().item():.3g}')
 
 
 @pytest.mark.parametrize('name', sorted(HASHED_CASES))
@@ -203,6 +223,9 @@ def test_large_outputs_equal_reference(name, reference):
     assert sorted(got) == sorted(want)
     for key, ref in want.items():
         assert tuple(got[key].shape) == tuple(ref['shape'])
+        if merges(name):
+            assert_within_1e5(sample(got[key]), ref['sample'], f'{name}/{key}')
+            continue
         assert digest(got[key]) == ref['sha256'], (
             f'{name}/{key}: differs; sampled values max abs diff '
             f'{(sample(got[key]) - ref["sample"]).abs().max().item():.3g}')

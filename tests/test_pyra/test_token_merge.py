@@ -147,3 +147,50 @@ def test_pyra_weight_r_resampled_for_other_r():
     assert w.shape == (11, 1)
     torch.testing.assert_close(w[0], mod.pyra_weight_r[0])
     torch.testing.assert_close(w[-1], mod.pyra_weight_r[-1])
+
+
+def tome_wavg_reference(matching, x, size, modulate=None):
+    """ToMe's own formulation of the weighted merge: multiply every token by its size,
+    sum each (modulated) source into its destination, divide every token by its new
+    size. ``merge_weighted`` computes the same thing touching only the merged pairs."""
+    c = x.shape[-1]
+    size = torch.ones_like(x[..., :1]) if size is None else size
+    xs = x * size
+    a, b = xs[:, ::2], xs[:, 1::2]
+    sa, sb = size[:, ::2], size[:, 1::2]
+    src = a.gather(1, matching.src_idx.expand(-1, -1, c))
+    if modulate is not None:
+        src = modulate(src, b.gather(1, matching.dst_idx.expand(-1, -1, c)),
+                       sa.gather(1, matching.src_idx), sb.gather(1, matching.dst_idx))
+    b = b.scatter_reduce(1, matching.dst_idx.expand(-1, -1, c), src, reduce='sum')
+    sb = sb.scatter_reduce(1, matching.dst_idx, sa.gather(1, matching.src_idx), reduce='sum')
+    unm = a.gather(1, matching.unm_idx.expand(-1, -1, c))
+    new_size = torch.cat([sa.gather(1, matching.unm_idx), sb], 1)
+    return torch.cat([unm, b], 1) / new_size, new_size
+
+
+@settings(max_examples=25, deadline=None)
+@given(n=st.integers(5, 40), r=st.integers(1, 25), bsz=st.integers(1, 3),
+       cls=st.booleans(), pyra=st.booleans(), sized=st.booleans(), seed=st.integers(0, 999))
+def test_merge_equals_tomes_formulation_with_gradients(n, r, bsz, cls, pyra, sized, seed):
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(bsz, n, 8, generator=gen, requires_grad=True)
+    size = torch.randint(1, 5, (bsz, n, 1), generator=gen).float() if sized else None
+    matching = bipartite_soft_matching(torch.randn(bsz, n, 4, generator=gen), r, cls)
+    if matching is None:
+        return
+    modulate = None
+    if pyra:
+        modulate = PYRAModulation(8, matching.r)
+        with torch.no_grad():
+            modulate.pyra_weight_d.normal_(generator=gen)
+    got = merge_weighted(matching, x, size, modulate)
+    want = tome_wavg_reference(matching, x, size, modulate)
+    torch.testing.assert_close(got[0], want[0], atol=1e-6, rtol=1e-6)
+    assert torch.equal(got[1], want[1])
+    weights = torch.randn(got[0].shape, generator=gen)
+    params = [x] + (list(modulate.parameters()) if pyra else [])
+    grads = torch.autograd.grad((got[0] * weights).sum(), params)
+    want_grads = torch.autograd.grad((want[0] * weights).sum(), params)
+    for g, w in zip(grads, want_grads):
+        torch.testing.assert_close(g, w, atol=1e-5, rtol=1e-5)
