@@ -5,5 +5,5 @@ applies the compatibility fixes for the pinned stack and registers every compone
 the mmpretrain / mmseg / mmengine registries.
 """
 from .core import compat  # noqa: F401  (must run before any checkpoint is loaded)
-from .core import datasets, hooks  # noqa: F401
-from . import faseg, pyra, spt  # noqa: F401
+from .core import aux_loss_models, datasets, hooks  # noqa: F401
+from . import dyt, faseg, pyra, spt  # noqa: F401

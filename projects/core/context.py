@@ -37,6 +37,8 @@ class TokenContext(NamedTuple):
     aux: auxiliary outputs for logging and losses (gate probabilities, activation
         rates), ``'{name}.{layer}' -> Tensor``.
     losses: loss terms added by layers, by name (summed if a name is added twice).
+    dispatch: False runs the complete model: token gates and dispatchers keep every
+        token (DyT's teacher pass).
     """
     grid: Tuple[int, int] = (0, 0)
     num_prefix: int = 1
@@ -49,6 +51,7 @@ class TokenContext(NamedTuple):
     masks: Mapping[str, Tensor] = _EMPTY
     aux: Mapping[str, Tensor] = _EMPTY
     losses: Mapping[str, Tensor] = _EMPTY
+    dispatch: bool = True
 
     @property
     def num_merge(self) -> int:

@@ -26,6 +26,7 @@ from ..core.context import TokenContext
 from ..core.lora import fold_lora_state_dict, lora_layers
 from ..core.param_roles import trainable_when_frozen
 from ..core.pos_embed import resize_pos_embed
+from ..core.registry import build_layer
 from ..core.transformer import Block
 from .schedules import ScheduleSpec, rescale_schedule, resolve_schedule
 from .token_merge import unmerge
@@ -80,6 +81,9 @@ class PYRAViT(BaseModule):
             layer index), over the ones the options above imply; see
             ``projects/core/block_cfgs.py``.
         block_overrides: rules ``dict(layers=[...] or 'a:b', **block_args)``, in order.
+        aux_losses: loss terms computed from a forward's context, e.g.
+            ``[dict(type='TokenRateLoss', target=0.5)]`` (``VIT_LAYERS``; each
+            ``__call__(ctx) -> {name: tensor}``), returned by :meth:`forward_with_losses`.
         frozen: freeze every backbone parameter except the ones their modules declare
             trainable (LoRA, PYRA, adapters, gates: ``core/param_roles.py``).
         with_cp: activation checkpointing of every block.
@@ -110,6 +114,7 @@ class PYRAViT(BaseModule):
                  lora_cfg: Optional[dict] = None,
                  block_cfg: BlockCfgSpec = None,
                  block_overrides: Sequence[dict] = (),
+                 aux_losses: Sequence[dict] = (),
                  frozen: bool = False,
                  with_cp: bool = False,
                  init_cfg: Optional[dict] = None) -> None:
@@ -172,6 +177,7 @@ class PYRAViT(BaseModule):
                     for i, r in enumerate(self.merge_schedule)]
         self.blocks = nn.ModuleList(
             Block(**cfg) for cfg in resolve_block_cfgs(defaults, block_cfg, block_overrides))
+        self.aux_losses = nn.ModuleList(build_layer(cfg) for cfg in aux_losses)
         self.norm = nn.LayerNorm(dim, eps=norm_eps) if final_norm else nn.Identity()
         self.fc_norm = nn.LayerNorm(dim, eps=norm_eps) if out_type == 'avg_featmap' else None
         if frozen:
@@ -297,9 +303,12 @@ class PYRAViT(BaseModule):
                 taps[i] = self.format_output(x, ctx)
         return x, ctx, taps
 
-    def forward_with_context(self, x: Tensor) -> Tuple[Tuple[Tensor, ...], TokenContext]:
+    def forward_with_context(self, x: Tensor, dispatch: bool = True
+                             ) -> Tuple[Tuple[Tensor, ...], TokenContext]:
+        """Outputs and context; ``dispatch=False`` runs the complete model (every token
+        through every gated part)."""
         x, ctx = self.embed(x)
-        _, ctx, taps = self.forward_blocks(x, ctx)
+        _, ctx, taps = self.forward_blocks(x, ctx._replace(dispatch=dispatch))
         return tuple(taps[i] for i in self.out_indices), ctx
 
     def forward(self, x: Tensor) -> Tuple:
@@ -311,10 +320,16 @@ class PYRAViT(BaseModule):
         return outs, self.losses(ctx)
 
     def losses(self, ctx: TokenContext) -> Dict[str, Tensor]:
-        """Loss terms of one forward: those its layers added to the context. Subclasses
-        add terms computed from ``ctx.aux`` (a FLOPs or token-rate loss). Keys without
-        'loss' in their name are only logged."""
-        return dict(ctx.losses)
+        """Loss terms of one forward: those its layers added to the context, then those
+        of ``aux_losses`` (computed from ``ctx.aux``: a FLOPs or token-rate loss). Keys
+        without 'loss' in their name are only logged."""
+        out = dict(ctx.losses)
+        for term in self.aux_losses:
+            for name, value in term(ctx).items():
+                if name in out:
+                    raise KeyError(f'two loss terms are named {name!r}; rename one.')
+                out[name] = value
+        return out
 
     def format_output(self, x: Tensor, ctx: TokenContext) -> Tensor:
         """One ``out_type`` output of the tokens ``x`` (unmerged to the grid if needed)."""

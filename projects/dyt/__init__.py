@@ -1,0 +1,11 @@
+"""DyT: Dynamic Tuning (Zhao et al., NeurIPS 2024) as parts of the one ViT block:
+a token dispatcher in the MLP-gate slot, an adapter (or MoE-adapter) in the parallel
+adapter slot, the token-rate loss as a backbone loss term and the complete-model
+distillation pass in the classifier."""
+from .adapters import DyTAdapter, DyTMoEAdapter
+from .classifier import DyTImageClassifier
+from .dispatcher import TokenDispatcher, gumbel_sigmoid
+from .losses import TokenRateLoss
+
+__all__ = ['DyTAdapter', 'DyTMoEAdapter', 'DyTImageClassifier', 'TokenDispatcher',
+           'TokenRateLoss', 'gumbel_sigmoid']
