@@ -45,6 +45,9 @@ class DyTAdapter(AddsParameters, nn.Module):
     def forward(self, x: Tensor, ctx: TokenContext = TokenContext()) -> Tensor:
         return self.up(self.drop(F.relu(self.down(x)))) * self.scale
 
+    def macs(self, num_tokens: int) -> int:
+        return 2 * num_tokens * self.down.in_features * self.down.out_features
+
 
 @VIT_LAYERS.register_module()
 class DyTMoEAdapter(AddsParameters, nn.Module):
@@ -64,6 +67,11 @@ class DyTMoEAdapter(AddsParameters, nn.Module):
         nn.init.zeros_(self.router.weight)
         nn.init.zeros_(self.router.bias)
         self.drop = nn.Dropout(dropout)
+
+    def macs(self, num_tokens: int) -> int:
+        experts, bottleneck, dim = self.down_weight.shape
+        mixing = 2 * experts * bottleneck * dim + dim * experts   # weights + router
+        return 2 * num_tokens * dim * bottleneck + mixing
 
     def routing(self, x: Tensor) -> Tensor:
         """(B, N_experts) mixing weights of each image."""

@@ -46,6 +46,9 @@ class TokenDispatcher(AddsParameters, nn.Module):
         nn.init.trunc_normal_(self.score.weight, std=0.02)  # the official model-wide init
         nn.init.zeros_(self.score.bias)
 
+    def macs(self, num_tokens: int) -> int:
+        return num_tokens * self.score.in_features  # upper bound: the class token is not scored
+
     def forward(self, x: Tensor, ctx: TokenContext):
         if not ctx.dispatch:
             return None, ctx
