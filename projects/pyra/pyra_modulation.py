@@ -61,8 +61,10 @@ class PYRAModulation(AddsParameters, nn.Module):
             return w.expand(r, 1)
         return F.interpolate(w.t()[None], size=r, mode='linear', align_corners=True)[0].t()
 
-    def forward(self, src: Tensor, dst: Tensor, src_size: Tensor, dst_size: Tensor) -> Tensor:
-        """src, dst: (B, r, D) size-weighted tokens; sizes (B, r, 1). Returns new src."""
+    def scale(self, src: Tensor, dst: Tensor, src_size: Tensor, dst_size: Tensor) -> Tensor:
+        """src, dst: (B, r, D) size-weighted tokens; sizes (B, r, 1). Returns the factor
+        (B, r, D) that multiplies each source: 1 + 2 sigma(delta_D) (2 sigma(delta_r) - 1).
+        It is exactly 1 at initialisation (W_D = 0), so PYRA merges as ToMe does."""
         if self.weighted_info:
             info = self.pyra_norm(src + dst)
         else:
@@ -70,4 +72,9 @@ class PYRAModulation(AddsParameters, nn.Module):
         w_r = self.weight_r(src.shape[1])
         delta_d = torch.einsum('brd,rk->bkd', info, w_r)          # (B, 1, D)
         delta_r = info @ self.pyra_weight_d.t()                     # (B, r, 1)
-        return src + src * (2 * torch.sigmoid(delta_d)) * (2 * torch.sigmoid(delta_r) - 1)
+        return torch.addcmul(torch.ones_like(delta_r), 2 * torch.sigmoid(delta_d),
+                             2 * torch.sigmoid(delta_r) - 1)
+
+    def forward(self, src: Tensor, dst: Tensor, src_size: Tensor, dst_size: Tensor) -> Tensor:
+        """The modulated sources ``M_s <- M_s + (2 sigma(delta_r) - 1) 2 sigma(delta_D) M_s``."""
+        return src * self.scale(src, dst, src_size, dst_size)

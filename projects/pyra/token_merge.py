@@ -6,14 +6,19 @@ assignment recording where every original token went (for :func:`unmerge`). Noth
 forward calls: the caller threads ``size`` and ``assignment`` through its own forward,
 which keeps the backbone re-entrant (activation checkpointing, interleaved forwards).
 """
-from typing import Callable, NamedTuple, Optional, Tuple
+from typing import NamedTuple, Optional, Protocol, Tuple
 
 import torch
 from torch import Tensor
 
-# (weighted sources, their matched destinations, source sizes, destination sizes)
-#   -> modulated weighted sources.  Used by PYRA to re-activate tokens before merging.
-Modulation = Callable[[Tensor, Tensor, Tensor, Tensor], Tensor]
+
+class Modulation(Protocol):
+    """Re-activation of the tokens about to merge (PYRA): ``scale(weighted sources,
+    their weighted destinations, source sizes, destination sizes)`` -> a factor
+    (B, r, C) that multiplies each source before it is averaged in."""
+
+    def scale(self, src: Tensor, dst: Tensor, src_size: Tensor,
+              dst_size: Tensor) -> Tensor: ...
 
 
 class TokenMatching(NamedTuple):
@@ -107,27 +112,33 @@ def merge_weighted(matching: TokenMatching, x: Tensor, size: Optional[Tensor],
     w_s = size_s, total W = size_d + sum w_s) becomes ``x_d + sum_s (w_s x_s - w_s x_d) / W``,
     which is ToMe's ``(size_d x_d + sum_s w_s x_s) / W``; every other token is copied once
     (ToMe multiplies and divides all N tokens by their sizes). With ``modulate`` (PYRA),
-    ``w_s x_s`` is replaced by the modulated size-weighted source.
+    each source is first multiplied by its modulation factor.
     """
     bsz, n, c = x.shape
+    r = matching.r
     if size is None:
         size = x.new_ones(bsz, n, 1)
     a_size, b_size = size[:, ::2], size[:, 1::2]
     src_idx, dst_idx = matching.src_idx, matching.dst_idx
-    src_size = a_size.gather(1, src_idx)                                    # (B, r, 1)
-    dst_size = b_size.gather(1, dst_idx)
-    src = x[:, ::2].gather(1, src_idx.expand(-1, -1, c)) * src_size         # weighted
-    dst = x[:, 1::2].gather(1, dst_idx.expand(-1, -1, c))
-    if modulate is not None:
-        src = modulate(src, dst * dst_size, src_size, dst_size)
-    new_b_size = b_size.scatter_add(1, dst_idx, src_size)
-    delta = (src - dst * src_size) / new_b_size.gather(1, dst_idx)
-
     offsets = torch.arange(bsz, device=x.device)[:, None]
-    out = x.reshape(bsz * n, c).index_select(0, matching.kept_rows(offsets * n))
+    flat = x.reshape(bsz * n, c)
+    src = flat.index_select(0, (2 * src_idx[..., 0] + offsets * n).flatten())      # (B*r, C)
+    dst = flat.index_select(0, (2 * dst_idx[..., 0] + 1 + offsets * n).flatten())
+    src_size = a_size.gather(1, src_idx)                                            # (B, r, 1)
+    new_b_size = b_size.scatter_add(1, dst_idx, src_size)
+    inv_total = new_b_size.gather(1, dst_idx).reciprocal().reshape(-1, 1)
+    src_size = src_size.reshape(-1, 1)
+    if modulate is not None:
+        dst_size = b_size.gather(1, dst_idx)
+        src = src * modulate.scale((src * src_size).view(bsz, r, c),
+                                   dst.view(bsz, r, c) * dst_size,
+                                   src_size.view(bsz, r, 1), dst_size).reshape(-1, c)
+    delta = (src - dst) * (src_size * inv_total)
+
+    out = flat.index_select(0, matching.kept_rows(offsets * n))
     num_unm = matching.unm_idx.shape[1]
-    dst_rows = (dst_idx[..., 0] + num_unm + offsets * (n - matching.r)).flatten()
-    out = out.index_add_(0, dst_rows, delta.reshape(-1, c)).view(bsz, n - matching.r, c)
+    out_rows = (dst_idx[..., 0] + num_unm + offsets * (n - r)).flatten()
+    out = out.index_add_(0, out_rows, delta).view(bsz, n - r, c)
     new_size = torch.cat([a_size.gather(1, matching.unm_idx), new_b_size], 1)
     return out, new_size
 
