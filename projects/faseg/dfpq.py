@@ -42,7 +42,17 @@ class DFPQ(nn.Module):
 
     def from_mask(self, mask_logits: Tensor, key_pos: Tensor,
                   query_embed: Tensor) -> Tensor:
-        """First block: mask_logits (B, Q, h, w) on the grid of ``key_pos`` (B, hw, C)."""
+        """First block: mask_logits (B, Q, h, w) on the grid of ``key_pos`` (B, hw, C).
+
+        A query whose pooling region is empty (``'background'``: its mask covers the
+        whole map, as for an image of one class; ``'foreground'``: it predicts nothing,
+        as every query learns on ignore-only or no-object images) pools the whole map
+        uniformly. That is the rule of every later block, where a query whose
+        attention mask blocks everything attends everywhere (Mask2Former), so the
+        pooled term is always an average of K_p, as ``A K_p`` is. The official code
+        divides by ``sum + 1e-6`` and so feeds zeros, i.e. ``h(B)``, an input no later
+        block produces.
+        """
         prob = mask_logits.flatten(2).sigmoid().detach()
         if self.init_pool == 'soft':
             weights = prob
@@ -50,5 +60,7 @@ class DFPQ(nn.Module):
             weights = (prob < 0.5).to(key_pos.dtype)
         else:
             weights = (prob >= 0.5).to(key_pos.dtype)
+        empty = weights.sum(-1, keepdim=True) == 0
+        weights = torch.where(empty, torch.ones_like(weights), weights)
         weights = weights / (weights.sum(-1, keepdim=True) + 1e-6)
         return self(weights, key_pos, query_embed)

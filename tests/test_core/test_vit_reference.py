@@ -2,7 +2,9 @@
 
 ``tests/data/vit_reference.pt`` was written by running this file as a script on the
 commit before ``Block`` became composable (``python tests/test_core/test_vit_reference.py
---write OUT``). Every case builds a model, fills every tensor from a generator seeded by
+--write OUT``), with one later, deliberate change applied to that commit: the DFPQ rule
+for empty pooling regions (``projects/faseg/dfpq.py``, issue 13), which moves the FASeg
+logits and nothing else. Every case builds a model, fills every tensor from a generator seeded by
 the tensor's *name* (so the weights do not depend on construction order), and runs a
 fixed input.
 
