@@ -64,6 +64,11 @@ def load_vit_checkpoint(model: nn.Module, path: str, prefix: Optional[str] = Non
     if 'cls_token' in backbone and 'cls_token' not in own:
         backbone.pop('cls_token')
         print_log('with_cls_token=False: the checkpoint class token is not used', logger)
+    final_norm = [k for k in ('norm.weight', 'norm.bias') if k in backbone and k not in own]
+    if final_norm and not any(k.startswith('norm.') for k in own):
+        for key in final_norm:
+            backbone.pop(key)
+        print_log('final_norm=False: the checkpoint final norm is not used', logger)
     # Keys such as fc_norm are backbone keys for some out_types and head keys otherwise.
     for key in list(leftovers):
         if key in own:
