@@ -22,7 +22,9 @@ Importing :mod:`projects` calls :func:`apply_compat` once; calling it again is a
    and DDP is built with ``device_ids=[LOCAL_RANK]``; both fail without a GPU.
    SyncBN cannot synchronise CPU tensors. :func:`prepare_runtime_cfg` adapts a config
    for the machine it runs on and :func:`init_cpu_dist` starts a gloo process group;
-   ``tools/train.py`` and ``tools/test.py`` use both.
+   ``tools/train.py`` and ``tools/test.py`` use both, and :mod:`.runner_compat` applies
+   them to every runner built with ``Runner.from_cfg`` once :mod:`projects` is imported
+   (mmseg's / mmpretrain's own tools, ``mim train/test``, scripts).
 """
 import logging
 import os
@@ -175,7 +177,11 @@ def prepare_runtime_cfg(cfg, launcher: str = 'none',
 
     * single process or no CUDA: SyncBN -> BN (config level, so the model is built
       with BN; ``cfg.sync_bn`` conversion is dropped);
-    * no CUDA and distributed: gloo backend, DDP wrapper without ``device_ids``.
+    * no CUDA and distributed: DDP wrapper without ``device_ids`` (the gloo backend is
+      :func:`resolve_dist_backend`'s job).
+
+    Works on ``Config`` and plain dicts; notes only name what changed, so a second
+    call on the same config is silent.
     """
     cuda = torch.cuda.is_available() if cuda is None else cuda
     notes = []
@@ -187,19 +193,21 @@ def prepare_runtime_cfg(cfg, launcher: str = 'none',
             notes.append(f'{n} SyncBN norm config(s) replaced by BN ({why}: SyncBN '
                          'needs a GPU process group)')
         if cfg.get('sync_bn', None) is not None:
-            notes.append(f'sync_bn={cfg.sync_bn!r} ignored (no GPU process group)')
-            cfg.sync_bn = None
+            notes.append(f'sync_bn={cfg["sync_bn"]!r} ignored (no GPU process group)')
+            cfg['sync_bn'] = None
     if not cuda and distributed:
         wrapper = cfg.get('model_wrapper_cfg', None)
         if wrapper is None:
-            cfg.model_wrapper_cfg = dict(
+            cfg['model_wrapper_cfg'] = dict(
                 type='MMDistributedDataParallel',
                 device_ids=None,
                 broadcast_buffers=False,
                 find_unused_parameters=cfg.get('find_unused_parameters', False))
-        elif 'DistributedDataParallel' in str(wrapper.get('type', '')):
+            notes.append('CPU distributed run: DDP without device_ids')
+        elif ('DistributedDataParallel' in str(wrapper.get('type', ''))
+              and wrapper.get('device_ids', 'unset') is not None):
             wrapper['device_ids'] = None
-        notes.append('CPU distributed run: DDP without device_ids')
+            notes.append('CPU distributed run: DDP without device_ids')
     return notes
 
 
