@@ -9,11 +9,11 @@ import copy
 import os.path as osp
 from typing import Dict, Tuple
 
-import torch
 from mmengine.config import Config
 from mmengine.runner import load_checkpoint
 from torch import Tensor, nn
 
+from .atomic_io import atomic_torch_save, atomic_write_text
 from .model_builder import build_model_from_cfg
 
 #: hooks that only make sense for the trainable (unfolded) model
@@ -57,7 +57,8 @@ def fold_checkpoint(cfg: Config, checkpoint: str, out: str) -> Tuple[int, Config
     state = folded_model_state(model)
     plain = deploy_config(cfg, model.backbone)
     cfg_path = osp.splitext(out)[0] + '.py'
-    torch.save({'state_dict': state,
-                'meta': dict(folded_from=osp.abspath(checkpoint), config=cfg_path)}, out)
-    plain.dump(cfg_path)
+    atomic_torch_save({'state_dict': state,
+                       'meta': dict(folded_from=osp.abspath(checkpoint), config=cfg_path)},
+                      out)
+    atomic_write_text(cfg_path, plain.pretty_text)  # what Config.dump writes for .py
     return len(state), plain

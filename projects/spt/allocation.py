@@ -19,8 +19,12 @@ Two rules (``rule=``):
 
 ``alpha`` / ``beta`` / ``match_budget`` override the preset. ``structured_only`` drops
 the unstructured entries (the thesis' segmentation setting).
+
+:func:`allocation_problems` states what makes a stored allocation unusable (a unit of
+the wrong kind, indices outside their unit, a unit listed twice), so that loading a
+damaged or hand-edited file is a clear error instead of a crash deep in the surgery.
 """
-from typing import Dict, Optional
+from typing import Dict, List, Optional
 
 import torch
 from torch import Tensor
@@ -132,3 +136,56 @@ def allocate(scores: Dict[str, Tensor], units: Dict[str, Unit], budget: int,
         numel={u.name: u.numel for u in ulist},
         cost=dict(structured=cost_struct, vectors=cost_vec, sparse=cost_sparse,
                   total=cost_struct + cost_vec + cost_sparse))
+
+
+LISTS = ('structured', 'full_vectors', 'sparse')
+
+
+def _index_problem(name: str, idx, numel: int) -> Optional[str]:
+    if not (hasattr(idx, 'dim') and idx.dim() == 1 and idx.numel() > 0):
+        return f'sparse[{name!r}] must be a non-empty 1-D index tensor'
+    lo, hi = int(idx.min()), int(idx.max())
+    if lo < 0 or hi >= numel:
+        return (f'sparse[{name!r}] has indices out of range: [{lo}, {hi}] for a unit of '
+                f'{numel} entries (valid: 0..{numel - 1})')
+    if torch.unique(idx).numel() != idx.numel():
+        return f'sparse[{name!r}] lists an index twice'
+    return None
+
+
+def allocation_problems(alloc: dict, units: Optional[Dict[str, Unit]] = None) -> List[str]:
+    """Why ``alloc`` (the dict :func:`allocate` returns) cannot be applied, as
+    readable sentences; empty when it can. Without ``units`` only its internal
+    consistency is checked (sizes from ``alloc['numel']``); with the model's units,
+    also the unit kinds and sizes of that model. Unknown unit names are left to the
+    caller (they mean another architecture)."""
+    problems = []
+    listed: Dict[str, str] = {}
+    for field in LISTS:
+        for name in alloc[field]:
+            if name in listed:
+                problems.append(f'{name!r} is listed under both {listed[name]!r} and '
+                                f'{field!r}')
+            listed.setdefault(name, field)
+    sizes = dict(alloc['numel'])
+    if units is not None:
+        sizes.update({n: u.numel for n, u in units.items()})
+    for name in alloc['structured']:
+        unit = units.get(name) if units is not None else None
+        if unit is not None and unit.kind != 'matrix':
+            problems.append(f'{name!r} is listed under \'structured\' but is a {unit.kind} '
+                            'unit (only weight matrices take a LoRA / Adapter)')
+    for name in alloc['full_vectors']:
+        unit = units.get(name) if units is not None else None
+        if unit is not None and unit.kind != 'vector':
+            problems.append(f'{name!r} is listed under \'full_vectors\' but is a '
+                            f'{unit.kind} unit (matrices are structured or sparse)')
+    for name, idx in alloc['sparse'].items():
+        if name not in sizes:
+            if units is None:
+                problems.append(f'sparse[{name!r}] has no size in \'numel\'')
+            continue
+        problem = _index_problem(name, idx, sizes[name])
+        if problem:
+            problems.append(problem)
+    return problems

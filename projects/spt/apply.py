@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from ..core.transformer import LayerScale
+from .allocation import allocation_problems
 from .layers import SPT_LAYERS, SPTLayerNorm, SPTLayerScale, SPTLinear
 from .units import Unit
 
@@ -44,7 +45,9 @@ def _spt_module(model: nn.Module, path: str, units: Dict[str, Unit]) -> nn.Modul
 
 
 def check_allocation(alloc: dict, units: Dict[str, Unit], path: str = '') -> None:
-    """The allocation must name units of this model with the same sizes."""
+    """The allocation must name units of this model with the same sizes, each in the
+    list of its kind, with indices inside the unit; otherwise a ValueError names the
+    file, the entries at fault and the fix (before any module is replaced)."""
     names = set(alloc['structured']) | set(alloc['full_vectors']) | set(alloc['sparse'])
     unknown = sorted(n for n in names if n not in units)
     wrong = sorted(n for n, k in alloc['numel'].items() if n in units and units[n].numel != k)
@@ -53,17 +56,26 @@ def check_allocation(alloc: dict, units: Dict[str, Unit], path: str = '') -> Non
             f'SPT allocation {path} was computed for a different model: '
             f'unknown units {unknown[:5]}, size mismatches {wrong[:5]}. Recompute it for '
             'this architecture (delete the file and train with SPTRunner).')
+    problems = allocation_problems(alloc, units)
+    if problems:
+        raise ValueError(
+            f'SPT allocation {path} is inconsistent with this model: '
+            + '; '.join(problems[:5]) + '. The file was edited or written by another '
+            'tool; delete it and train with SPTRunner to recompute it, or fix these '
+            'entries.')
 
 
 def apply_allocation(model: nn.Module, units: Dict[str, Unit], alloc: dict,
-                     structured_cfg: dict) -> None:
-    """Replace the allocated modules of ``model`` by SPT layers (in place)."""
+                     structured_cfg: dict, path: str = '') -> None:
+    """Replace the allocated modules of ``model`` by SPT layers (in place); ``alloc``
+    must have passed :func:`check_allocation`."""
     kind = structured_cfg['type']
     if kind != alloc['structured_type'] or structured_cfg['rank'] != alloc['rank']:
         raise ValueError(
             f"spt_cfg.structured ({kind}, rank {structured_cfg['rank']}) differs from the "
-            f"allocation ({alloc['structured_type']}, rank {alloc['rank']}), whose "
-            'structured/unstructured split depends on it; recompute the allocation.')
+            f"allocation {path} ({alloc['structured_type']}, rank {alloc['rank']}), whose "
+            'structured/unstructured split depends on it; recompute the allocation '
+            '(delete the file and train with SPTRunner) or set spt_cfg.structured back.')
     for name in alloc['structured']:
         unit = units[name]
         module = _spt_module(model, unit.param.rpartition('.')[0], units)

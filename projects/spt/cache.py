@@ -2,15 +2,20 @@
 budget, allocation options), identified by a key stored inside the file.
 
 Loading raises :class:`SPTCacheError` with the path and what to do when the file is
-corrupt (unreadable, wrong format) or was computed for other settings.
+corrupt (unreadable, wrong format, inconsistent content) or was computed for other
+settings. Saving is atomic (``projects.core.atomic_io``): a process killed while
+writing never leaves a partial file under the cache's name, so the next run
+recomputes the allocation instead of failing on it.
 """
 import hashlib
 import json
-import os
 import os.path as osp
 from typing import Any, Optional
 
 import torch
+
+from ..core.atomic_io import atomic_torch_save
+from .allocation import allocation_problems
 
 FORMAT = 'mmadapt-spt-allocation'
 VERSION = 1
@@ -32,12 +37,9 @@ def make_key(info: Any) -> tuple:
 
 
 def save_allocation(path: str, alloc: dict) -> None:
-    """Write atomically (a crash never leaves a half-written cache)."""
-    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
-    data = dict(alloc, format=FORMAT, version=VERSION)
-    tmp = f'{path}.tmp{os.getpid()}'
-    torch.save(data, tmp)
-    os.replace(tmp, path)
+    """Write atomically: temporary file, fsync, rename (a crash never leaves a
+    half-written cache, not even after a power loss)."""
+    atomic_torch_save(dict(alloc, format=FORMAT, version=VERSION), path)
 
 
 def load_allocation(path: str, expected_key: Optional[str] = None,
@@ -65,6 +67,10 @@ def load_allocation(path: str, expected_key: Optional[str] = None,
                       for v in data['sparse'].values()):
         raise SPTCacheError(f'corrupt SPT allocation cache {path}: missing or malformed '
                             f'fields {bad or ["sparse"]}. {hint}')
+    problems = allocation_problems(data)
+    if problems:
+        raise SPTCacheError(f'corrupt SPT allocation cache {path}: '
+                            + '; '.join(problems[:5]) + f'. {hint}')
     if expected_key is not None and data['key'] != expected_key:
         raise SPTCacheError(
             f'mismatched SPT allocation cache {path}: it was computed for other settings '

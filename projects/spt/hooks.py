@@ -7,7 +7,6 @@ trainable set). Usage::
 
     custom_hooks = [dict(type='SPTAllocationHook')]
 """
-import json
 import logging
 import os.path as osp
 
@@ -15,6 +14,8 @@ from mmengine.dist import is_main_process
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
+
+from ..core.atomic_io import atomic_json_dump
 
 
 def _spt_backbone(runner):
@@ -46,8 +47,8 @@ class SPTAllocationHook(Hook):
             f'{len(summary["full_vectors"])} whole vectors, {len(summary["sparse"])} '
             f'tensors with sparse entries; {summary["spt_trainable"]} SPT parameters')
         if is_main_process():
-            with open(osp.join(runner.work_dir, 'spt_allocation.json'), 'w') as f:
-                json.dump(summary, f, indent=1)
+            atomic_json_dump(summary, osp.join(runner.work_dir, 'spt_allocation.json'),
+                             indent=1)
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         backbone = _spt_backbone(runner)

@@ -9,7 +9,7 @@ backbone, so its checkpoints load unchanged and :meth:`folded_state_dict` loads
 strictly into the plain backbone.
 """
 import copy
-from typing import Dict
+from typing import Dict, Set
 
 import torch
 from torch import Tensor, nn
@@ -49,7 +49,7 @@ class SPTMixin:
         units = backbone_units(self)
         alloc = load_allocation(spt_cfg['allocation'])
         check_allocation(alloc, units, spt_cfg['allocation'])
-        apply_allocation(self, units, alloc, structured)
+        apply_allocation(self, units, alloc, structured, spt_cfg['allocation'])
         self.allocation_key = alloc['key']
         self.allocation_summary = {k: alloc[k] for k in (
             'budget', 'tau', 'rule', 'structured_type', 'rank', 'cost', 'structured',
@@ -58,13 +58,14 @@ class SPTMixin:
                                              for k, v in alloc['sparse'].items()}
         self._freeze_spt()
 
-    def _also_trainable(self, name: str) -> bool:
-        """Parameters outside the SPT budget that still train (none by default)."""
-        return False
+    def _also_trainable(self) -> Set[str]:
+        """Names of parameters outside the SPT budget that still train (none by default)."""
+        return set()
 
     def _freeze_spt(self) -> None:
+        also = self._also_trainable()
         for name, p in self.named_parameters():
-            p.requires_grad = self._also_trainable(name)
+            p.requires_grad = name in also
         for m in self.modules():
             if isinstance(m, SPT_MODULES):
                 for p in m.parameters():

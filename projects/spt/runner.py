@@ -10,13 +10,20 @@ all-reduced, rank 0 allocates and writes the cache, and after a barrier every ra
 builds SPTViT from the same file (a shared file system is assumed, as for mmengine's
 checkpoints). An existing cache is reused when its key (model, data, sensitivity and
 allocation settings) matches, and is a clear error otherwise.
+
+The pass runs on the runner's device (``mmengine.device.get_device()``, where
+``Runner.wrap_model`` puts the real model: the rank's GPU under DDP); the data follow
+the model through its data preprocessor. The allocation file is written atomically
+(``cache.save_allocation``), so a run killed during the pass or the write leaves no
+partial file and the next start recomputes it.
 """
 import copy
 import os.path as osp
 import time
-from typing import Dict
+from typing import Dict, Optional, Union
 
 import torch
+from mmengine.device import get_device
 from mmengine.dist import barrier, get_dist_info
 from mmengine.logging import print_log
 from mmengine.registry import DATASETS, FUNCTIONS, MODELS, RUNNERS
@@ -93,15 +100,23 @@ def scoring_model_cfg(model_cfg: dict) -> dict:
     return cfg
 
 
+Device = Union[str, torch.device]
+
+
 def compute_allocation(model_cfg: dict, dataloader_cfg: dict, path: str, key: str,
-                       info: str, logger='current') -> None:
-    """Sensitivity pass + allocation; rank 0 writes ``path``."""
+                       info: str, logger='current', device: Optional[Device] = None) -> None:
+    """Sensitivity pass + allocation on ``device`` (default: CPU); rank 0 writes
+    ``path``."""
     rank, world = get_dist_info()
     settings = spt_settings(model_cfg['backbone'])
     sens = settings['sensitivity']
     start = time.perf_counter()
     model = MODELS.build(scoring_model_cfg(model_cfg))
     model.init_weights()
+    if device is not None:
+        # an mmengine model's .to() also points its data preprocessor at the device,
+        # which then moves every batch there
+        model = model.to(device)
     dataset_cfg = copy.deepcopy(dataloader_cfg['dataset'])
     dataset = DATASETS.build(dataset_cfg) if isinstance(dataset_cfg, dict) else dataset_cfg
     collate = dataloader_cfg.get('collate_fn', dict(type='pseudo_collate'))
@@ -114,7 +129,7 @@ def compute_allocation(model_cfg: dict, dataloader_cfg: dict, path: str, key: st
     params = scored_params(units, 'backbone.')
     print_log(f'SPT: computing sensitivity of {len(units)} tensors over '
               f'{sens["num_samples"]} samples (batch {sens["batch_size"]}, '
-              f'{world} process(es)) -> {path}', logger)
+              f'{world} process(es)) on {_device_name(model)} -> {path}', logger)
     scores, seen = accumulate_sensitivity(model, loader, params,
                                           train_mode=sens['train_mode'])
     unit_scores = scores_per_unit(units, scores, 'backbone.')
@@ -133,10 +148,16 @@ def compute_allocation(model_cfg: dict, dataloader_cfg: dict, path: str, key: st
         barrier()
 
 
-def ensure_allocation(model_cfg: dict, dataloader_cfg: dict, logger='current') -> bool:
-    """Make sure the allocation file of an SPT model config exists and matches.
-    Returns True when it was computed now, False when a cached one is reused (or the
-    model is not an SPT model)."""
+def _device_name(model: torch.nn.Module) -> str:
+    param = next(model.parameters(), None)
+    return str(param.device) if param is not None else 'cpu'
+
+
+def ensure_allocation(model_cfg: dict, dataloader_cfg: dict, logger='current',
+                      device: Optional[Device] = None) -> bool:
+    """Make sure the allocation file of an SPT model config exists and matches,
+    computing it on ``device`` when needed. Returns True when it was computed now,
+    False when a cached one is reused (or the model is not an SPT model)."""
     backbone = model_cfg.get('backbone') if isinstance(model_cfg, dict) else None
     if not isinstance(backbone, dict) or 'spt_cfg' not in backbone:
         return False
@@ -148,7 +169,7 @@ def ensure_allocation(model_cfg: dict, dataloader_cfg: dict, logger='current') -
         load_allocation(path, key, info)
         print_log(f'SPT: reusing the cached allocation {path}', logger)
         return False
-    compute_allocation(model_cfg, dataloader_cfg, path, key, info, logger)
+    compute_allocation(model_cfg, dataloader_cfg, path, key, info, logger, device)
     return True
 
 
@@ -157,10 +178,22 @@ class SPTRunner(Runner):
     """Runner that computes (or reuses) the SPT allocation before building the model.
     Set ``runner_type = 'SPTRunner'`` in an SPT config."""
 
+    def scoring_device(self) -> str:
+        """Where the sensitivity pass runs: the device ``Runner.wrap_model`` moves
+        the real model to (``'cuda'``: the current GPU of this rank under DDP; else
+        npu / mlu / mps / cpu). A string, as mmengine passes it to ``.to()``."""
+        return get_device()
+
     def build_model(self, model):
         if isinstance(model, dict):
             train_loader = self._train_dataloader
             loader_cfg = train_loader if isinstance(train_loader, dict) else None
-            with torch.random.fork_rng():  # the pass must not shift the training RNG
-                ensure_allocation(model, loader_cfg, logger='current')
+            # the pass must not shift the training RNG (CPU and, when used, CUDA)
+            with torch.random.fork_rng(devices=self._rng_devices()):
+                ensure_allocation(model, loader_cfg, logger='current',
+                                  device=self.scoring_device())
         return super().build_model(model)
+
+    def _rng_devices(self) -> list:
+        """The CUDA device whose RNG the pass may use (none off CUDA)."""
+        return [torch.cuda.current_device()] if self.scoring_device() == 'cuda' else []

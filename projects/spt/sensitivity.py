@@ -76,8 +76,9 @@ def accumulate_sensitivity(model: nn.Module, batches: Iterable, param_names: Seq
             p.requires_grad_(flags[n])
         model.train(was_training)
     if get_dist_info()[1] > 1:
+        device = next(iter(scores.values())).device  # nccl reduces GPU tensors only
         flat = torch.cat([s.flatten() for s in scores.values()] +
-                         [torch.tensor([float(seen)])])
+                         [torch.tensor([float(seen)], device=device)])
         all_reduce(flat, op='sum')
         seen = int(round(float(flat[-1])))
         offset = 0

@@ -142,3 +142,74 @@ def test_corrupt_and_mismatched_cache(tiny_arch, tmp_path, make_allocation):
     wide = dict(kw, arch=dict(tiny_arch, embed_dims=48, feedforward_channels=96))
     with pytest.raises(ValueError, match='different model'):
         _spt(good, wide)
+
+
+def _edited(tmp_path, source, name, edit):
+    """A copy of the allocation file ``source`` changed by ``edit(data)``."""
+    data = torch.load(source, weights_only=True)
+    edit(data)
+    path = tmp_path / name
+    torch.save(data, path)
+    return path
+
+
+def _drop(data, unit):
+    for field in ('structured', 'full_vectors'):
+        if unit in data[field]:
+            data[field].remove(unit)
+    data['sparse'].pop(unit, None)
+
+
+def test_inconsistent_allocation_is_a_clear_error(tiny_arch, tmp_path, make_allocation):
+    """Damaged or hand-edited allocation files are refused with the file, the entry at
+    fault and the fix, before any module is replaced (no AttributeError from the
+    surgery, no silently shifted index)."""
+    kw = _kw(tiny_arch)
+    good = tmp_path / 'good.pth'
+    alloc = make_allocation(good, kw, budget=3000)
+    assert alloc['structured'] and alloc['sparse']
+    units = vit_units(PYRAViT(**kw))
+    vector = 'blocks.0.norm1.weight'
+    assert units[vector].kind == 'vector'
+
+    def vector_as_structured(data):
+        _drop(data, vector)
+        data['structured'].append(vector)
+
+    kinds = _edited(tmp_path, good, 'kinds.pth', vector_as_structured)
+    with pytest.raises(ValueError, match=r'SPT allocation .*kinds\.pth is inconsistent') as err:
+        _spt(kinds, kw)
+    assert f"'{vector}' is listed under 'structured' but is a vector unit" in str(err.value)
+    assert 'delete it and train with SPTRunner' in str(err.value)
+
+    matrix = alloc['structured'][0]
+
+    def matrix_as_vector(data):
+        data['structured'].remove(matrix)
+        data['full_vectors'].append(matrix)
+
+    with pytest.raises(ValueError, match=f"'{matrix}' is listed under 'full_vectors' but "
+                       'is a matrix unit'):
+        _spt(_edited(tmp_path, good, 'matrix.pth', matrix_as_vector), kw)
+
+    # an index past the end of its unit: for a q/k/v third it would land in the next
+    # third, for a whole tensor past its end
+    unit = next(iter(alloc['sparse']))
+    numel = units[unit].numel
+
+    def out_of_range(data):
+        data['sparse'][unit] = torch.cat([data['sparse'][unit][:-1], torch.tensor([numel])])
+
+    far = _edited(tmp_path, good, 'range.pth', out_of_range)
+    for load in (lambda: load_allocation(str(far)), lambda: _spt(far, kw)):
+        with pytest.raises(SPTCacheError, match=r'corrupt SPT allocation cache .*range\.pth: '
+                           rf"sparse\['{unit}'\] has indices out of range: \[\d+, {numel}\] "
+                           f'for a unit of {numel} entries') as err:
+            load()
+        assert 'Delete' in str(err.value)
+
+    def listed_twice(data):
+        data['full_vectors'].append(unit)
+
+    with pytest.raises(SPTCacheError, match=rf"twice\.pth: '{unit}' is listed under both"):
+        load_allocation(str(_edited(tmp_path, good, 'twice.pth', listed_twice)))

@@ -25,6 +25,13 @@ SEG_TESTHOOKS_CFG = osp.join(CONFIGS, 'testhooks_seg.py')
 
 
 INTERRUPT_EXIT_CODE = 17  # mmadapt_test_hooks.INTERRUPT_EXIT_CODE
+KILLED_IN_WRITE_EXIT_CODE = 19  # mmadapt_test_hooks.KILLED_IN_WRITE_EXIT_CODE
+KILL_DURING_WRITE_ENV = 'MMADAPT_TEST_KILL_DURING_WRITE'
+# case: (file name the kill targets, its occurrence) in the 3-epoch cls run
+KILL_DURING_WRITE_CASES = {
+    'checkpoint': ('epoch_2.pth', 1),  # half of epoch_2.pth written
+    'last_checkpoint': ('last_checkpoint', 2),  # epoch_2.pth complete, its pointer half
+}
 RESUME_CASES = {
     # lib: (config, option that interrupts, checkpoint written before the interruption,
     #       final checkpoint)
@@ -94,7 +101,10 @@ def tools(subprocess_tools):
         REPO_ROOT=REPO_ROOT, TOOLS=TOOLS, CONFIGS=CONFIGS, CLS_CFG=CLS_CFG,
         SEG_CFG=SEG_CFG, CLS_TESTHOOKS_CFG=CLS_TESTHOOKS_CFG,
         SEG_TESTHOOKS_CFG=SEG_TESTHOOKS_CFG, RESUME_CASES=RESUME_CASES,
-        INTERRUPT_EXIT_CODE=INTERRUPT_EXIT_CODE, python_tool=python_tool, start=sub.start,
+        INTERRUPT_EXIT_CODE=INTERRUPT_EXIT_CODE,
+        KILLED_IN_WRITE_EXIT_CODE=KILLED_IN_WRITE_EXIT_CODE,
+        KILL_DURING_WRITE_CASES=KILL_DURING_WRITE_CASES, python_tool=python_tool,
+        start=sub.start,
         finish=sub.finish, run=sub.run, check=sub.check, free_port=sub.free_port,
         tool_env=sub.tool_env, load_ckpt=load_ckpt)
 
@@ -148,4 +158,28 @@ def resume_runs(data_root, tools):
                 train + [r['cfg'], '--work-dir', r[name]] + resume, data_root)
     for (lib, name), proc in procs.items():
         out[lib][name + '_result'] = tools.finish(proc)
+    return out
+
+
+@pytest.fixture(scope='session')
+def killed_in_write_runs(data_root, tools, resume_runs):
+    """Per case of ``KILL_DURING_WRITE_CASES``: the cls run of ``resume_runs`` killed
+    half-way through a write (``crash``; ``snapshot``: a copy of its work dir right
+    after, as the next run finds it), then ``--resume`` in its work dir (``resume``).
+    ``resume_runs['cls']['full']`` is the uninterrupted reference."""
+    train = python_tool('train.py')
+    cfg = RESUME_CASES['cls'][0]
+    out = {case: dict(dir=osp.join(data_root, f'work_cls_killed_{case}'))
+           for case in KILL_DURING_WRITE_CASES}
+    procs = {case: tools.start(train + [cfg, '--work-dir', r['dir']], data_root,
+                               **{KILL_DURING_WRITE_ENV: '%s:%d' % KILL_DURING_WRITE_CASES[case]})
+             for case, r in out.items()}
+    for case, proc in procs.items():
+        out[case]['crash'] = tools.finish(proc)
+        out[case]['snapshot'] = shutil.copytree(out[case]['dir'],
+                                                out[case]['dir'] + '_after_kill')
+    procs = {case: tools.start(train + [cfg, '--work-dir', r['dir'], '--resume'], data_root)
+             for case, r in out.items()}
+    for case, proc in procs.items():
+        out[case]['resume'] = tools.finish(proc)
     return out

@@ -1,5 +1,12 @@
 """Test-only hooks for the tool tests (imported by tests/data/configs/testhooks_*.py
-through ``custom_imports``; the tests put this folder on PYTHONPATH)."""
+and the SPT test config through ``custom_imports``; the tests put this folder on
+PYTHONPATH).
+
+Importing this module with ``MMADAPT_TEST_KILL_DURING_WRITE=<name>[:<n>]`` in the
+environment arms :func:`kill_during_write`: the process dies half-way through its
+n-th (default first) write of a file whose name contains ``<name>``.
+"""
+import builtins
 import os
 import os.path as osp
 
@@ -10,6 +17,59 @@ from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
 
 INTERRUPT_EXIT_CODE = 17
+KILLED_IN_WRITE_EXIT_CODE = 19
+KILL_DURING_WRITE_ENV = 'MMADAPT_TEST_KILL_DURING_WRITE'
+
+
+class _HalfWrite:
+    """A file whose first ``write`` stores half of the data, flushes it to disk and
+    ends the process (``os._exit``: no clean-up, as a kill or a crash)."""
+
+    def __init__(self, f) -> None:
+        self._f = f
+
+    def write(self, data):
+        self._f.write(data[:len(data) // 2])
+        self._f.flush()
+        os.fsync(self._f.fileno())
+        os._exit(KILLED_IN_WRITE_EXIT_CODE)
+
+    def __getattr__(self, name):
+        return getattr(self._f, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._f.close()
+
+
+def kill_during_write(name: str, occurrence: int = 1) -> None:
+    """Patch ``builtins.open`` of this process so that its ``occurrence``-th opening
+    for writing of a file whose base name contains ``name`` (the target itself, or
+    a temporary file named after it) writes half of the data, then exits with
+    ``KILLED_IN_WRITE_EXIT_CODE``. Writers that go through Python's ``open``
+    (mmengine's local backend and CheckpointHook, projects.core.atomic_io) are hit
+    wherever they are in the write."""
+    real_open = builtins.open
+    count = [0]
+
+    def open_(file, mode='r', *args, **kwargs):
+        f = real_open(file, mode, *args, **kwargs)
+        writing = any(m in mode for m in 'wxa+')
+        if writing and isinstance(file, (str, os.PathLike)) and \
+                name in osp.basename(os.fspath(file)):
+            count[0] += 1
+            if count[0] == occurrence:
+                return _HalfWrite(f)
+        return f
+
+    builtins.open = open_
+
+
+if os.environ.get(KILL_DURING_WRITE_ENV):
+    _name, _, _n = os.environ[KILL_DURING_WRITE_ENV].partition(':')
+    kill_during_write(_name, int(_n or 1))
 
 
 @HOOKS.register_module()
@@ -45,11 +105,13 @@ class InterruptHook(Hook):
 
 @HOOKS.register_module()
 class DumpParamsHook(Hook):
-    """Every rank saves its final model parameters as ``params_rank<r>.pth``."""
+    """Every rank saves its final model parameters as ``params_rank<r>.pth``, with
+    the node and local rank torchrun gave it (``GROUP_RANK``, ``LOCAL_RANK``)."""
 
     def after_train(self, runner):
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
         rank, world_size = get_dist_info()
         params = {k: v.detach().cpu().clone() for k, v in model.named_parameters()}
-        torch.save(dict(rank=rank, world_size=world_size, params=params),
+        node = (int(os.environ.get('GROUP_RANK', 0)), int(os.environ.get('LOCAL_RANK', 0)))
+        torch.save(dict(rank=rank, world_size=world_size, node=node, params=params),
                    osp.join(runner.work_dir, f'params_rank{rank}.pth'))

