@@ -64,4 +64,6 @@ class TokenDropper(nn.Module):
         if ctx.trace:
             raise RuntimeError("merge_mode='drop' is a speed baseline and cannot unmerge "
                                "dense outputs; use out_type='cls_token' or 'avg_featmap'.")
-        return x[:, :x.shape[1] - r], ctx._replace(on_grid=False)
+        # materialised, as any reduction's output is: later layers then run on a compact
+        # tensor (a strided view slows every one of them down)
+        return x[:, :x.shape[1] - r].contiguous(), ctx._replace(on_grid=False)
