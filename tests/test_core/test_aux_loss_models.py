@@ -3,6 +3,7 @@ import copy
 
 import pytest
 import torch
+from mmengine.registry import DefaultScope
 from mmengine.structures import PixelData
 from mmpretrain.registry import MODELS as PRETRAIN_MODELS
 from mmpretrain.structures import DataSample
@@ -35,18 +36,21 @@ def _backbone(with_gate: bool, out_type: str) -> dict:
 
 
 def _cls(type_: str, with_gate: bool = False):
-    return PRETRAIN_MODELS.build(dict(
-        type=type_, backbone=_backbone(with_gate, 'cls_token'),
-        head=dict(type='LinearClsHead', num_classes=5, in_channels=32)))
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        return PRETRAIN_MODELS.build(dict(
+            type=type_, backbone=_backbone(with_gate, 'cls_token'),
+            head=dict(type='LinearClsHead', num_classes=5, in_channels=32)))
 
 
 def _seg(type_: str, with_gate: bool = False):
     head = dict(type='FCNHead', in_channels=32, channels=16, num_convs=1, num_classes=4,
                 norm_cfg=dict(type='BN'), loss_decode=dict(type='CrossEntropyLoss'))
-    return SEG_MODELS.build(dict(
-        type=type_, backbone=_backbone(with_gate, 'featmap'), decode_head=head,
-        auxiliary_head=dict(head, loss_decode=dict(type='CrossEntropyLoss', loss_weight=0.4)),
-        train_cfg=dict(), test_cfg=dict(mode='whole')))
+    with DefaultScope.overwrite_default_scope('mmseg'):
+        return SEG_MODELS.build(dict(
+            type=type_, backbone=_backbone(with_gate, 'featmap'), decode_head=head,
+            auxiliary_head=dict(head, loss_decode=dict(type='CrossEntropyLoss',
+                                                       loss_weight=0.4)),
+            train_cfg=dict(), test_cfg=dict(mode='whole')))
 
 
 def _cls_batch():

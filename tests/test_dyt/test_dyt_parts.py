@@ -3,6 +3,7 @@ import math
 
 import pytest
 import torch
+from mmengine.registry import DefaultScope
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
@@ -135,11 +136,12 @@ def test_rate_loss_matches_a_hand_computation():
 
 
 def test_distillation_pass_runs_the_complete_model():
-    model = MODELS.build(dict(
-        type='DyTImageClassifier', backbone=dict(
-            type='PYRAViT', arch=TINY, img_size=32, patch_size=8, block_cfg=DYT,
-            aux_losses=[dict(type='TokenRateLoss')], frozen=True),
-        head=dict(type='LinearClsHead', num_classes=4, in_channels=32))).train()
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        model = MODELS.build(dict(
+            type='DyTImageClassifier', backbone=dict(
+                type='PYRAViT', arch=TINY, img_size=32, patch_size=8, block_cfg=DYT,
+                aux_losses=[dict(type='TokenRateLoss')], frozen=True),
+            head=dict(type='LinearClsHead', num_classes=4, in_channels=32))).train()
     _force(model.backbone, -10.0)  # the dynamic pass skips every patch token's MLP
     rows = []
     model.backbone.blocks[1].mlp.register_forward_hook(lambda m, a, out: rows.append(a[0].shape))
