@@ -43,10 +43,22 @@ def test_spt_vtab_leaves_match_generator():
             assert f.read() == text, f'{name} is stale: re-run the generator'
 
 
+def test_dyt_vtab_leaves_match_generator():
+    from generate_vtab1k_configs import DYT_OUT_DIR, expected_dyt_files
+    files = expected_dyt_files()
+    assert len(files) == 19 + 1  # MLP dispatch on every task, MoE-adapter on cifar
+    assert sorted(files) == sorted(osp.basename(p) for p in glob.glob(
+        osp.join(DYT_OUT_DIR, '*.py'))), 'configs/dyt/vtab1k differs: re-run the generator'
+    for name, text in files.items():
+        with open(osp.join(DYT_OUT_DIR, name)) as f:
+            assert f.read() == text, f'{name} is stale: re-run the generator'
+
+
 @pytest.mark.parametrize('path', LEAVES, ids=lambda p: osp.relpath(p, ROOT))
 def test_config_parses(path):
     cfg = Config.fromfile(path)
-    assert cfg.model.type in ('ImageClassifier', 'EncoderDecoder')
+    assert cfg.model.type in ('ImageClassifier', 'EncoderDecoder', 'AuxLossImageClassifier',
+                              'AuxLossEncoderDecoder', 'DyTImageClassifier')
     assert cfg.default_scope in ('mmpretrain', 'mmseg')
     if 'vtab1k-' in path:
         from projects.core.datasets import VTAB1K_NUM_CLASSES
@@ -76,7 +88,8 @@ def test_real_size_classifier_forward(path):
     assert torch.isfinite(logits).all()
 
 
-@pytest.mark.parametrize('path', [p for p in LEAVES if '/pyra/seg/' in p and 'pyra-lora' in p],
+@pytest.mark.parametrize('path', [p for p in LEAVES if ('/pyra/seg/' in p and 'pyra-lora' in p)
+                                  or '/dyt/seg/' in p],
                          ids=osp.basename)
 def test_real_size_segmentor_forward(path):
     cfg = Config.fromfile(path)

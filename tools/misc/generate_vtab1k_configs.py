@@ -1,11 +1,15 @@
-"""Write the VTAB-1k leaf configs of the PYRA and SPT benchmark grids.
+"""Write the VTAB-1k leaf configs of the PYRA, SPT and DyT benchmark grids.
 
 PYRA: 19 tasks x {ViT-B/16, ViT-L/16} x {LoRA, ToMe+LoRA low/high, PYRA+LoRA low/high},
 each a few lines inheriting ``configs/pyra/vtab1k/_base_/<method>_<backbone>.py``.
 SPT (thesis Tables 2.1 and 2.3): 19 tasks x {SPT-LoRA 0.4M, SPT-Adapter 0.4M} on ViT-B/16
 and {SPT-LoRA 0.43M (0.49 %), SPT-Adapter 0.29M (0.33 %)} on Swin-B, inheriting
 ``configs/spt/_base_/spt_<backbone>_vtab1k.py``, plus a 0.2M / 0.8M SPT-LoRA budget
-sweep on cifar. The files are committed; ``tests/test_configs`` checks they equal this
+sweep on cifar.
+DyT: 19 tasks x DyT (MLP dispatch, r = 0.5, the 0.16M setting) on ViT-B/16, inheriting
+``configs/dyt/vtab1k/_base_/dyt-mlp-r0.5_vit-b16_1xb64-100e_vtab1k.py``, plus the
+MoE-adapter variant on cifar (the paper's other dispatch variants are not implemented).
+The files are committed; ``tests/test_configs`` checks they equal this
 script's output, so edit this script (and re-run it) rather than the leaves.
 """
 import argparse
@@ -19,6 +23,7 @@ sys.path.insert(0, ROOT)
 
 OUT_DIR = osp.join(ROOT, 'configs', 'pyra', 'vtab1k')
 SPT_OUT_DIR = osp.join(ROOT, 'configs', 'spt', 'vtab')
+DYT_OUT_DIR = osp.join(ROOT, 'configs', 'dyt', 'vtab1k')
 # (structured type, backbone, budget): the thesis' budgets per backbone
 SPT_GRID = (('lora', 'vit-b16', 400_000), ('adapter', 'vit-b16', 400_000),
             ('lora', 'swin-b', 430_000), ('adapter', 'swin-b', 290_000))
@@ -49,6 +54,18 @@ data_preprocessor = dict(num_classes={num_classes})
 train_dataloader = dict(dataset=dict(task=task, data_root='data/vtab-1k/{task}'))
 val_dataloader = dict(dataset=dict(task=task, data_root='data/vtab-1k/{task}'))
 test_dataloader = val_dataloader
+"""
+
+# DyT leaves: the PYRA leaf body under DyT's base; the MoE variant swaps the adapter
+DYT_METHOD = 'dyt-mlp-r0.5'
+DYT_TEMPLATE = ("_base_ = ['./_base_/dyt-mlp-r0.5_vit-b16_1xb64-100e_vtab1k.py']\n"
+                + TEMPLATE.split('\n', 1)[1])
+DYT_MOE_TASKS = ('cifar',)
+DYT_MOE_TEMPLATE = """# DyT with the MoE-adapter (4 experts, weights mixed per image) on {task}.
+_base_ = ['./{mlp_leaf}']
+model = dict(backbone=dict(block_cfg=dict(
+    adapter=dict(_delete_=True, type='DyTMoEAdapter', bottleneck=8, num_experts=4,
+                 scale=1.0, dropout=0.1))))
 """
 
 
@@ -89,14 +106,30 @@ def expected_spt_files() -> dict:
     return files
 
 
+def dyt_leaf_name(method: str, task: str) -> str:
+    return f'{method}_vit-b16_1xb64-100e_vtab1k-{task.replace("_", "-")}-224px.py'
+
+
+def expected_dyt_files() -> dict:
+    files = {dyt_leaf_name(DYT_METHOD, task): DYT_TEMPLATE.format(task=task,
+                                                                 num_classes=num_classes)
+             for task, num_classes in vtab_tasks().items()}
+    for task in DYT_MOE_TASKS:
+        files[dyt_leaf_name('dyt-mlp-moe-r0.5', task)] = DYT_MOE_TEMPLATE.format(
+            task=task, mlp_leaf=dyt_leaf_name(DYT_METHOD, task))
+    return files
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
                                      epilog=__doc__.split('\n\n', 1)[1])
     parser.add_argument('--out-dir', default=OUT_DIR, help='PYRA leaves')
     parser.add_argument('--spt-out-dir', default=SPT_OUT_DIR, help='SPT leaves')
+    parser.add_argument('--dyt-out-dir', default=DYT_OUT_DIR, help='DyT leaves')
     args = parser.parse_args()
     for out_dir, files in ((args.out_dir, expected_files()),
-                           (args.spt_out_dir, expected_spt_files())):
+                           (args.spt_out_dir, expected_spt_files()),
+                           (args.dyt_out_dir, expected_dyt_files())):
         os.makedirs(out_dir, exist_ok=True)
         for name, text in files.items():
             with open(osp.join(out_dir, name), 'w') as f:
