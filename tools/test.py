@@ -19,7 +19,7 @@ from mmengine.evaluator import DumpResults  # noqa: E402
 
 import projects  # noqa: E402,F401  (registers components, applies compat fixes)
 from projects.core.cli import (add_common_args, build_runner, load_cfg,  # noqa: E402
-                               log_notes, parse_args_with_rank)
+                               log_notes, parse_args_with_rank, refuse_damaged_checkpoint)
 from projects.core.compat import prepare_runtime_cfg  # noqa: E402
 
 
@@ -56,6 +56,8 @@ def enable_visualization(cfg, show_dir: str) -> None:
 
 def setup_cfg(args) -> Config:
     cfg = load_cfg(args)
+    refuse_damaged_checkpoint(args.checkpoint, 'checkpoint', 'Copy or save it again, or '
+                              'test another checkpoint of the run.')
     cfg.load_from = args.checkpoint
     cfg.resume = False
     if args.show_dir:

@@ -12,6 +12,7 @@ import argparse
 import logging
 import os.path as osp
 import sys
+from typing import Optional
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 if REPO_ROOT not in sys.path:
@@ -24,7 +25,7 @@ from mmengine.runner import find_latest_checkpoint  # noqa: E402
 
 import projects  # noqa: E402,F401  (registers components, applies compat fixes)
 from projects.core.cli import (add_common_args, build_runner, load_cfg,  # noqa: E402
-                               log_notes, parse_args_with_rank)
+                               log_notes, parse_args_with_rank, refuse_damaged_checkpoint)
 from projects.core.compat import prepare_runtime_cfg  # noqa: E402
 
 
@@ -77,12 +78,31 @@ def setup_cfg(args) -> Config:
         cfg.resume = True
         cfg.load_from = args.resume
 
+    latest = find_latest_checkpoint(cfg.work_dir) if args.resume == 'auto' else None
+    refuse_damaged_resume(args.resume, latest, cfg.work_dir)
     notes = prepare_runtime_cfg(cfg, args.launcher)
-    if args.resume == 'auto' and not find_latest_checkpoint(cfg.work_dir):
+    if args.resume == 'auto' and not latest:
         notes.append(f'--resume: no checkpoint in {cfg.work_dir}; training starts '
                      'from scratch')
     log_notes(notes, logging.WARNING)
     return cfg
+
+
+def refuse_damaged_resume(resume: Optional[str], latest: Optional[str],
+                          work_dir: str) -> None:
+    """Stop before building the runner, naming the file and the way out, when the
+    checkpoint ``--resume`` would load is truncated (mmengine's resume would fail
+    after the build with torch's "failed finding central directory", no file named)."""
+    if resume == 'auto':
+        pointer = osp.join(work_dir, 'last_checkpoint')
+        refuse_damaged_checkpoint(
+            latest, f'--resume: the latest checkpoint (named by {pointer})',
+            f'Delete it and write the path of the previous checkpoint into {pointer} '
+            '(or pass --resume <previous checkpoint>), or train without --resume.')
+    elif resume is not None:
+        refuse_damaged_checkpoint(
+            resume, '--resume: checkpoint', 'Delete it and pass the previous checkpoint '
+            'to --resume, or train without --resume.')
 
 
 def main(argv=None):

@@ -4,7 +4,8 @@ import argparse
 import logging
 import os
 import os.path as osp
-from typing import List
+import zipfile
+from typing import List, Optional
 
 import torch
 from mmengine.config import Config, DictAction
@@ -65,3 +66,35 @@ def build_runner(cfg: Config) -> Runner:
     if 'runner_type' in cfg:
         return RUNNERS.build(cfg)
     return Runner.from_cfg(cfg)
+
+
+def checkpoint_damage(path: str) -> Optional[str]:
+    """Why the local file ``path`` cannot be a whole torch checkpoint, or None.
+
+    Judged from the zip directory only (no unpickling, so a resume does not read a
+    large checkpoint twice): torch writes checkpoints as zip files whose directory
+    is at the end, so a truncated file has none. Files that are not zips (legacy
+    torch format, other formats) and remote paths are left to the loader."""
+    if '://' in path or not osp.isfile(path):
+        return None
+    if osp.getsize(path) == 0:
+        return 'the file is empty'
+    with open(path, 'rb') as f:
+        if f.read(4) != b'PK\x03\x04':
+            return None
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (zipfile.BadZipFile, OSError) as err:
+        return f'its zip directory is unreadable ({err}), so the file is truncated or damaged'
+    if not any(n == 'data.pkl' or n.endswith('/data.pkl') for n in names):
+        return 'it is a zip archive without data.pkl, not a PyTorch checkpoint'
+    return None
+
+
+def refuse_damaged_checkpoint(path: Optional[str], what: str, fix: str) -> None:
+    """Exit with a message naming ``path``, its damage and ``fix`` (before the runner
+    is built, instead of torch's "failed finding central directory" after it)."""
+    why = checkpoint_damage(path) if path else None
+    if why:
+        raise SystemExit(f'error: {what} {path} cannot be loaded: {why}. {fix}')

@@ -14,6 +14,7 @@ from mmengine.runner import load_checkpoint
 from torch import Tensor, nn
 
 from .atomic_io import atomic_torch_save, atomic_write_text
+from .lora import NothingToFoldError
 from .model_builder import build_model_from_cfg
 
 #: hooks that only make sense for the trainable (unfolded) model
@@ -22,8 +23,8 @@ TRAINING_ONLY_HOOKS = ('SPTAllocationHook',)
 
 def _check_foldable(backbone: nn.Module) -> None:
     if not (hasattr(backbone, 'folded_state_dict') and hasattr(backbone, 'plain_backbone_cfg')):
-        raise TypeError(f'{type(backbone).__name__} has nothing to fold (MMAdapt backbones '
-                        'with LoRA or SPT provide folded_state_dict).')
+        raise NothingToFoldError(f'{type(backbone).__name__} has nothing to fold (MMAdapt '
+                                 'backbones with LoRA or SPT provide folded_state_dict).')
 
 
 def deploy_config(cfg: Config, backbone: nn.Module) -> Config:
@@ -54,7 +55,13 @@ def fold_checkpoint(cfg: Config, checkpoint: str, out: str) -> Tuple[int, Config
     cfg.model.backbone.pop('init_cfg', None)
     model = build_model_from_cfg(cfg)
     load_checkpoint(model, checkpoint, map_location='cpu', strict=True)
-    state = folded_model_state(model)
+    try:
+        state = folded_model_state(model)
+    except NothingToFoldError as err:
+        raise NothingToFoldError(
+            f'{cfg.filename}: {err} So {checkpoint} already is a plain model: test or '
+            f'deploy it as it is (python tools/test.py {cfg.filename} {checkpoint}); to '
+            'fold, give the LoRA / SPT-LoRA config it was trained with.') from err
     plain = deploy_config(cfg, model.backbone)
     cfg_path = osp.splitext(out)[0] + '.py'
     atomic_torch_save({'state_dict': state,

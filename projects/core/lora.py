@@ -93,12 +93,17 @@ def lora_layers(model: nn.Module) -> Dict[str, LoRAQKVLinear]:
     return {n: m for n, m in model.named_modules() if isinstance(m, LoRAQKVLinear)}
 
 
+class NothingToFoldError(ValueError):
+    """A model without parameter-efficient updates to fold (it already is plain)."""
+
+
 def fold_lora_state_dict(model: nn.Module, prefix: str = '') -> Dict[str, Tensor]:
     """A state dict of ``model`` with every LoRA update folded into its base weight and
     the adapter tensors dropped: it loads into the same model built without LoRA."""
     layers = lora_layers(model)
     if not layers:
-        raise ValueError('fold_lora_state_dict: the model has no LoRA layer to fold.')
+        raise NothingToFoldError('fold_lora_state_dict: the model has no LoRA layer to fold '
+                                 '(it was built without lora_cfg).')
     state = {}
     for key, value in model.state_dict().items():
         name, _, leaf = key.rpartition('.')

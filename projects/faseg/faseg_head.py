@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from .decoder_layer import FASegDecoderLayer
 from .dfpq import DFPQ
-from .hrca import gather_tokens, select_hr_indices
+from .hrca import SELECTIONS, gather_tokens, select_hr_indices
 from .positional_encoding import ConditionalPositionalEncoding
 
 HRCA = -1  # level code of an HRCA layer in ``layer_levels``
@@ -65,6 +65,9 @@ class FASegHead(Mask2FormerHead):
                  **kwargs) -> None:
         if key_pos_type not in ('sine', 'conditional'):
             raise ValueError(f'key_pos_type must be sine or conditional, got {key_pos_type!r}')
+        if hrca_selection not in SELECTIONS:  # at build time, not at the first forward
+            raise ValueError(f'hrca_selection must be one of {SELECTIONS}, got '
+                             f'{hrca_selection!r}')
         num_levels = kwargs.get('num_transformer_feat_level', 3)
         if with_hrca:
             # the extra 1/4 level: the pixel decoder's FPN output
@@ -111,6 +114,12 @@ class FASegHead(Mask2FormerHead):
         elif hrca_layer_ids is None:
             hr_ids = {t for t in range(num_layers) if t % (num_levels + 1) == num_levels}
         else:
+            outside = [t for t in hrca_layer_ids if not -num_layers <= int(t) < num_layers]
+            if outside:  # the modulo below would silently pick another layer
+                raise ValueError(
+                    f'hrca_layer_ids {list(hrca_layer_ids)}: {outside} are not layers of the '
+                    f'{num_layers}-layer decoder. Use ids in 0..{num_layers - 1} (or -1 for '
+                    'the last), or raise transformer_decoder.num_layers.')
             hr_ids = {int(t) % num_layers for t in hrca_layer_ids}
         levels, n_std = [], 0
         for t in range(num_layers):

@@ -84,7 +84,10 @@ def validate_schedule(schedule: Sequence[int], num_tokens: int, class_token: boo
     """Raise if any layer asks for more merges than ToMe's cap allows."""
     for layer, (r, t) in enumerate(zip(schedule, token_counts(schedule, num_tokens, class_token))):
         if r < 0:
-            raise ValueError(f'merge schedule: layer {layer} asks for r={r} < 0.')
+            raise ValueError(
+                f'merge schedule: layer {layer} asks for r={r}, but r counts the token '
+                f'pairs merged in that layer and must be >= 0. Write 0 for a layer that '
+                f'merges nothing. Full schedule: {list(schedule)}')
         cap = max_merge(t, class_token)
         if r > cap:
             raise ValueError(

