@@ -262,6 +262,13 @@ class PYRAViT(BaseModule):
         """Patch + position embedding; the context of this forward (grid, schedule)."""
         for side in x.shape[-2:]:
             self._check_divisible(side)
+        channels = self.patch_embed.proj.in_channels
+        if x.dim() != 4 or x.shape[1] != channels:
+            raise ValueError(
+                f'PYRAViT expects images (B, {channels}, H, W), got {tuple(x.shape)}. Load '
+                f'images as colour (LoadImageFromFile decodes grayscale files as 3 '
+                f'channels), or set in_channels={x.shape[1] if x.dim() == 4 else "?"} and '
+                'train the patch embedding.')
         x = self.patch_embed.proj(x)
         grid = (x.shape[2], x.shape[3])
         x = x.flatten(2).transpose(1, 2)

@@ -30,11 +30,10 @@ def test_unknown_preset_is_refused_with_the_known_ones(spec, layers):
 
 
 def test_one_channel_tensor_to_a_three_channel_model():
-    """Today: torch's convolution error, which names both shapes (the backbone has no
-    check of its own; see the README 'Bad input' table)."""
+    """The backbone names the expected and the given shape and the two fixes."""
     model = PYRAViT(arch=TINY, img_size=32, patch_size=8).eval()
-    with pytest.raises(RuntimeError, match=r'expected input\[1, 1, 32, 32\] to have 3 '
-                       r'channels, but got 1 channels instead'):
+    with pytest.raises(ValueError, match=r'expects images \(B, 3, H, W\), got '
+                       r'\(1, 1, 32, 32\).*Load images as colour'):
         model(torch.randn(1, 1, 32, 32))
 
 

@@ -48,7 +48,7 @@ def _build(cfg: Config, **backbone):
     cfg = Config(cfg.to_dict())  # a copy
     cfg.model.backbone.pop('init_cfg', None)  # speed does not depend on weights
     cfg.model.backbone.update(backbone)
-    return build_model_from_cfg(cfg).eval()
+    return build_model_from_cfg(cfg, scopes=('mmpretrain',)).eval()
 
 
 def main(argv: List[str] = None) -> None:
