@@ -23,4 +23,13 @@ def build_layer(cfg: LayerCfg, **default_args) -> Optional[nn.Module]:
     if not isinstance(cfg, dict) or 'type' not in cfg:
         raise TypeError(f'a ViT layer config must be a dict with a `type` (one of '
                         f'{sorted(VIT_LAYERS.module_dict)}), or a module; got {cfg!r}.')
-    return VIT_LAYERS.build(cfg, default_args=default_args)
+    # looked up directly: Registry.build would consult mmengine's global default scope
+    # (mmpretrain / mmseg), which has no child for this registry, and warn on every part
+    args = {**default_args, **cfg}
+    kind = args.pop('type')
+    cls = VIT_LAYERS.get(kind) if isinstance(kind, str) else kind
+    if cls is None:
+        raise KeyError(f'{kind!r} is not a ViT layer; registered: '
+                       f'{sorted(VIT_LAYERS.module_dict)}. Register it with '
+                       '@VIT_LAYERS.register_module() in a module that `projects` imports.')
+    return cls(**args)
