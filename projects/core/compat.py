@@ -26,6 +26,7 @@ Importing :mod:`projects` calls :func:`apply_compat` once; calling it again is a
    them to every runner built with ``Runner.from_cfg`` once :mod:`projects` is imported
    (mmseg's / mmpretrain's own tools, ``mim train/test``, scripts).
 """
+import atexit
 import logging
 import os
 import pickle
@@ -237,8 +238,18 @@ def init_cpu_dist(launcher: str, backend: str = 'gloo',
     if timeout is not None:
         kwargs['timeout'] = datetime.timedelta(seconds=timeout)
     dist.init_process_group(backend=backend, **kwargs)
+    # tear the group down before interpreter shutdown: left to static destructors, the
+    # gloo threads can end the process with "terminate called without an active
+    # exception" (exit -6) after a successful run
+    atexit.register(_destroy_process_group)
     logging.getLogger(__name__).debug('initialised %s process group, rank %d/%d',
                                       backend, dist.get_rank(), dist.get_world_size())
+
+
+def _destroy_process_group() -> None:
+    import torch.distributed as dist
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 apply_compat()
