@@ -13,7 +13,7 @@ from typing import Callable, Dict, List, Sequence, Union
 from .transformer import Block
 
 BlockCfgSpec = Union[None, dict, Sequence[dict], Callable[[int], dict]]
-PART_KEYS = ('attn_cfg', 'mlp_cfg', 'merger', 'mlp_gate', 'adapter')
+PART_KEYS = ('attn_cfg', 'mlp_cfg', 'merger', 'mlp_gate', 'adapter', 'attn_gate')
 BLOCK_ARGS = tuple(inspect.signature(Block.__init__).parameters)[1:]
 
 

@@ -39,6 +39,9 @@ class TokenContext(NamedTuple):
     losses: loss terms added by layers, by name (summed if a name is added twice).
     dispatch: False runs the complete model: token gates and dispatchers keep every
         token (DyT's teacher pass).
+    keys: (B, N) bool, the tokens attention may attend to in the current block, or
+        None for all (set by the block for an attention gate; never carried between
+        blocks).
     """
     grid: Tuple[int, int] = (0, 0)
     num_prefix: int = 1
@@ -52,6 +55,7 @@ class TokenContext(NamedTuple):
     aux: Mapping[str, Tensor] = _EMPTY
     losses: Mapping[str, Tensor] = _EMPTY
     dispatch: bool = True
+    keys: Optional[Tensor] = None
 
     @property
     def num_merge(self) -> int:

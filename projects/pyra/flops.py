@@ -27,12 +27,15 @@ def token_trace(model, img_hw: Tuple[int, int]) -> List[Tuple[int, int]]:
 
 
 def vit_macs(model, img_hw: Tuple[int, int],
-             mlp_tokens: Optional[Sequence[float]] = None) -> float:
+             mlp_tokens: Optional[Sequence[float]] = None,
+             attn_tokens: Optional[Sequence[Optional[Sequence[float]]]] = None) -> float:
     """MACs of one image through ``model`` (a PYRAViT) at ``img_hw``.
 
     ``mlp_tokens[i]``: tokens that really ran layer i's MLP (a token gate skips the
-    others; see :func:`executed_macs`), default all of them. Block parts with a
-    ``macs(num_tokens)`` method (adapters, dispatchers) add their own count.
+    others; see :func:`executed_macs`), default all of them. ``attn_tokens[i]``: per
+    sample, the tokens that ran layer i's attention (an attention gate), None = all;
+    the quadratic term is averaged over samples, not taken of the mean. Block parts
+    with a ``macs(num_tokens)`` method (adapters, gates) add their own count.
     """
     d = model.embed_dims
     p = model.patch_size
@@ -41,14 +44,14 @@ def vit_macs(model, img_hw: Tuple[int, int],
     macs = grid * d * 3 * p * p
     for i, (n_in, n_out) in enumerate(token_trace(model, img_hw)):
         block = model.blocks[i]
-        macs += n_in * 3 * d * d          # qkv
-        macs += 2 * n_in * n_in * d       # QK^T and AV
-        macs += n_in * d * d              # proj
+        counts = [n_in] if attn_tokens is None or attn_tokens[i] is None else attn_tokens[i]
+        macs += sum(4 * n * d * d + 2 * n * n * d for n in counts) / len(counts)  # qkv,
+        # QK^T, AV, proj
         if n_out < n_in and model.merge_mode != 'drop':   # matching on mean keys
             head_dim = d // block.attn.num_heads
             macs += ((n_in + 1) // 2) * (n_in // 2) * head_dim
         macs += 2 * (n_out if mlp_tokens is None else mlp_tokens[i]) * d * hidden  # MLP
-        for part in (block.mlp_gate, block.adapter):
+        for part in (getattr(block, 'attn_gate', None), block.mlp_gate, block.adapter):
             if part is not None and hasattr(part, 'macs'):
                 macs += part.macs(n_out)
     return macs
@@ -56,12 +59,24 @@ def vit_macs(model, img_hw: Tuple[int, int],
 
 @torch.no_grad()
 def executed_macs(model, images: Tensor) -> float:
-    """MACs per image of what ``model`` really ran on ``images`` (eval mode): the MLP of
-    each layer counted on the tokens its gate let through (``ctx.masks['mlp.<i>']``),
-    not on a prefix of the tokens."""
+    """MACs per image of what ``model`` really ran on ``images`` (eval mode), read from
+    the forward's gate masks (``ctx.masks``): the MLP of layer i on the tokens its gate
+    let through (``'mlp.<i>'``), attention on the tokens an attention gate let through
+    (``'attn.<i>'``), both for one per-token decision (``'block.<i>'``) or a per-sample
+    one (``'layer.<i>'``) -- not on a prefix of the tokens."""
     _, ctx = model.forward_with_context(images)
-    counts = []
-    for i, (_, n_out) in enumerate(token_trace(model, tuple(images.shape[-2:]))):
-        mask = ctx.masks.get(f'mlp.{i}')
-        counts.append(n_out if mask is None else mask.float().sum().item() / images.shape[0])
-    return vit_macs(model, tuple(images.shape[-2:]), counts)
+    bsz = images.shape[0]
+    mlp_counts, attn_counts = [], []
+    for i, (n_in, n_out) in enumerate(token_trace(model, tuple(images.shape[-2:]))):
+        both = ctx.masks.get(f'block.{i}')
+        layer = ctx.masks.get(f'layer.{i}')
+        attn = ctx.masks.get(f'attn.{i}', both)
+        mlp = ctx.masks.get(f'mlp.{i}', both)
+        if layer is not None:  # per sample: the whole layer ran or not
+            per_sample = (layer.float() * n_in).tolist()
+            attn_counts.append(per_sample)
+            mlp_counts.append(sum(per_sample) / bsz)
+            continue
+        attn_counts.append(None if attn is None else attn.float().sum(1).tolist())
+        mlp_counts.append(n_out if mlp is None else mlp.float().sum().item() / bsz)
+    return vit_macs(model, tuple(images.shape[-2:]), mlp_counts, attn_counts)

@@ -60,3 +60,22 @@ def test_vtab_cifar_config_has_the_official_0_16m_parameters_and_recipe():
     trainable = sum(p.numel() for p in model.backbone.parameters() if p.requires_grad)
     # adapter d = 8 + dispatcher on 12 ViT-B blocks: the official code's count (0.16M)
     assert trainable == 165_996
+
+
+def test_cifar_dispatch_variant_configs_build_with_the_same_budget_and_place_their_gate():
+    """The four dispatch variants for cifar: same adapter + one Linear(D, 1) per block
+    (165,996 trainable), each gate in its slot, and a forward in eval that records the
+    variant's mask."""
+    names = {'mlp': 'mlp', 'attn': 'attn', 'attn-mlp': 'block', 'layer': 'layer'}
+    for variant, mask_name in names.items():
+        folder = 'vtab1k' if variant == 'mlp' else 'variants'
+        cfg = Config.fromfile(osp.join(ROOT, f'configs/dyt/{folder}/dyt-{variant}-r0.5_'
+                                       'vit-b16_1xb64-100e_vtab1k-cifar-224px.py'))
+        cfg.model.backbone.pop('init_cfg')
+        cfg.model.backbone.arch = dict(embed_dims=768, num_layers=2, num_heads=12,
+                                       feedforward_channels=3072)  # budget per block
+        model = build_model_from_cfg(cfg).eval()
+        trainable = sum(p.numel() for p in model.backbone.parameters() if p.requires_grad)
+        assert trainable == 165_996 // 12 * 2, variant
+        _, ctx = model.backbone.forward_with_context(torch.randn(2, 3, 224, 224))
+        assert sorted(ctx.masks) == [f'{mask_name}.0', f'{mask_name}.1'], variant

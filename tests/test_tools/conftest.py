@@ -22,6 +22,7 @@ CLS_CFG = osp.join(CONFIGS, 'pyra-vit-tiny-p8_4xb4-3e_vtab1k-fashion-mnist-56px.
 SEG_CFG = osp.join(CONFIGS, 'pyra-vit-tiny-p8_fcn_8iter_embedded-seg-64px.py')
 CLS_TESTHOOKS_CFG = osp.join(CONFIGS, 'testhooks_cls.py')
 SEG_TESTHOOKS_CFG = osp.join(CONFIGS, 'testhooks_seg.py')
+DYT_TESTHOOKS_CFG = osp.join(CONFIGS, 'testhooks_dyt_cls.py')
 
 
 INTERRUPT_EXIT_CODE = 17  # mmadapt_test_hooks.INTERRUPT_EXIT_CODE
@@ -37,6 +38,7 @@ RESUME_CASES = {
     #       final checkpoint)
     'cls': (CLS_TESTHOOKS_CFG, 'custom_hooks.1.after_epoch=1', 'epoch_1.pth', 'epoch_3.pth'),
     'seg': (SEG_TESTHOOKS_CFG, 'custom_hooks.1.after_iter=4', 'iter_4.pth', 'iter_8.pth'),
+    'dyt': (DYT_TESTHOOKS_CFG, 'custom_hooks.1.after_epoch=1', 'epoch_1.pth', 'epoch_3.pth'),
 }
 
 

@@ -6,7 +6,9 @@ Cases (``RESUME_CASES`` in conftest.py, runs made by the ``resume_runs`` fixture
   resumed with ``--resume`` (latest checkpoint of the work dir);
 * mmseg, iteration-based: 8 iterations, killed right after the iteration-4
   checkpoint, resumed with ``--resume <checkpoint>`` (mmengine replays the 4 trained
-  batches through the pipeline before continuing).
+  batches through the pipeline before continuing);
+* DyT (mmpretrain, epoch-based, Gumbel-noise dispatchers and the distillation pass):
+  as the first case, resumed with ``--resume <checkpoint>``.
 
 Both tiny models use dropout and drop-path and validate at the checkpoint step. The
 control resumes from the same checkpoint without its RNG states and must *not*
@@ -21,7 +23,7 @@ import torch
 
 import projects  # noqa: F401  (allows weights-only loading of mmengine checkpoints)
 
-LIBS = ('cls', 'seg')
+LIBS = ('cls', 'seg', 'dyt')
 
 
 @pytest.mark.parametrize('lib', LIBS)

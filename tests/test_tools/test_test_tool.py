@@ -16,10 +16,10 @@ def test_test_tool_evaluates_and_dumps(resume_runs, tools, data_root):
         procs[lib] = (tools.start(cmd, data_root), out)
     for lib, (proc, out) in procs.items():
         log = tools.check(tools.finish(proc))
-        metric = 'accuracy/top1' if lib == 'cls' else 'mIoU'
+        metric = 'mIoU' if lib == 'seg' else 'accuracy/top1'
         assert metric in log, log[-3000:]
         with open(out, 'rb') as f:
             preds = pickle.load(f)
-        assert len(preds) == (8 if lib == 'cls' else 2)
+        assert len(preds) == (2 if lib == 'seg' else 8)
     drawn = os.listdir(osp.join(data_root, 'vis', 'vis_data', 'vis_image'))
     assert len(drawn) == 2, drawn  # one image per val sample

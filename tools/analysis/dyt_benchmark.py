@@ -7,7 +7,7 @@ much of the FLOPs ratio the measured speed-up realises.
 Example (the DyT target: ViT-B/16, 224 px, batch 32, r = 0.5):
     python tools/analysis/dyt_benchmark.py \\
         configs/dyt/vtab1k/dyt-mlp-r0.5_vit-b16_1xb64-100e_vtab1k-cifar-224px.py \\
-        --rate 0.5 --batch-size 32 --tome low
+        --rate 0.5 --batch-size 32 --tome low --dispatch mlp attn attn-mlp layer
 """
 import argparse
 import os.path as osp
@@ -36,12 +36,24 @@ def parse_args(argv: List[str] = None) -> argparse.Namespace:
                    help='activation rate the dispatchers are set to on the batch')
     p.add_argument('--checkpoint', help='trained DyT checkpoint: keep its dispatchers '
                    '(--rate is then ignored)')
+    p.add_argument('--dispatch', nargs='+', default=['mlp'], choices=list(DISPATCH),
+                   help='dispatch variants to time (default: the config\'s own, mlp); '
+                   'each replaces the config\'s dispatcher, adapter kept')
     p.add_argument('--tome', help="also time DyT + ToMe with this merge schedule ('low', "
                    "'high', an int r)")
     p.add_argument('--batch-size', type=int, default=32)
     p.add_argument('--warmup', type=int, default=2)
     p.add_argument('--repeats', type=int, default=5)
     return p.parse_args(argv)
+
+
+# block_cfg updates that turn an MLP-dispatch config into each variant
+DISPATCH = {
+    'mlp': {},
+    'attn': dict(mlp_gate=None, attn_gate=dict(type='DyTDispatcher', skips='attn')),
+    'attn-mlp': dict(mlp_gate=None, attn_gate=dict(type='DyTDispatcher', skips='attn_mlp')),
+    'layer': dict(mlp_gate=None, attn_gate=dict(type='DyTLayerDispatcher')),
+}
 
 
 def _build(cfg: Config, **backbone):
@@ -58,10 +70,14 @@ def main(argv: List[str] = None) -> None:
     hw = (hw, hw) if isinstance(hw, int) else tuple(hw)
     x = torch.randn(args.batch_size, 3, *hw)
     models = {'plain ViT': _build(cfg, block_cfg=None, aux_losses=[], lora_cfg=None)}
-    variants = {f'DyT r={args.rate}': {}}
+    variants = {}
+    for kind in args.dispatch:
+        block_cfg = dict(cfg.model.backbone.block_cfg, **DISPATCH[kind])
+        variants[f'DyT {kind} r={args.rate}'] = {} if kind == 'mlp' else dict(
+            block_cfg=block_cfg)
     if args.tome:
         tome = int(args.tome) if args.tome.isdigit() else args.tome
-        variants[f'DyT r={args.rate} + ToMe {args.tome}'] = dict(
+        variants[f'DyT mlp r={args.rate} + ToMe {args.tome}'] = dict(
             merge_mode='tome', merge_schedule=tome)
     for name, override in variants.items():
         model = _build(cfg, **override)
@@ -79,12 +95,12 @@ def main(argv: List[str] = None) -> None:
     base = 'plain ViT'
     print(f'\nbatch {args.batch_size}, backbone, {torch.get_num_threads()} threads, '
           f'median of {args.repeats} interleaved repeats after {args.warmup} warm-up')
-    print(f'{"model":<32} {"img/s":>8} {"speed-up":>9} {"GFLOPs":>8} {"FLOPs ratio":>12} '
+    print(f'{"model":<34} {"img/s":>8} {"speed-up":>9} {"GFLOPs":>8} {"FLOPs ratio":>12} '
           f'{"speed/FLOPs":>12}')
     for name in models:
         speed = stats[name]['images_per_s'] / stats[base]['images_per_s']
         ratio = flops[base] / flops[name]
-        print(f'{name:<32} {stats[name]["images_per_s"]:>8.2f} {speed:>8.2f}x '
+        print(f'{name:<34} {stats[name]["images_per_s"]:>8.2f} {speed:>8.2f}x '
               f'{flops[name]:>8.2f} {ratio:>11.2f}x {speed / ratio:>11.2f}')
 
 

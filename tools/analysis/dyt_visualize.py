@@ -50,19 +50,25 @@ class BadInput(ValueError):
 
 @torch.no_grad()
 def activation_masks(backbone, images: torch.Tensor) -> List[np.ndarray]:
-    """Per layer, the (B, N) bool mask of the patch tokens that run the MLP (eval mode;
-    class token dropped). A layer without a dispatcher runs every token."""
+    """Per layer, the (B, N) bool mask of the patch tokens the dispatcher activated
+    (eval mode; class token dropped): for MLP, attention or attention-MLP dispatch the
+    tokens that ran the gated part, for layer dispatch every token of an image whose
+    layer ran. A layer without a dispatcher runs every token."""
     backbone.eval()
     _, ctx = backbone.forward_with_context(images)
+    p = backbone.patch_size
+    n = (images.shape[-2] // p) * (images.shape[-1] // p)
     out = []
     for layer in range(backbone.num_layers):
-        mask = ctx.masks.get(f'mlp.{layer}')
-        if mask is None:
-            p = backbone.patch_size
-            n = (images.shape[-2] // p) * (images.shape[-1] // p)
-            out.append(np.ones((images.shape[0], n), dtype=bool))
-        else:
+        masks = [ctx.masks.get(f'{name}.{layer}') for name in ('mlp', 'attn', 'block')]
+        mask = next((m for m in masks if m is not None), None)
+        per_image = ctx.masks.get(f'layer.{layer}')
+        if mask is not None:
             out.append(mask[:, ctx.num_prefix:].bool().cpu().numpy())
+        elif per_image is not None:
+            out.append(np.repeat(per_image.bool().cpu().numpy()[:, None], n, axis=1))
+        else:
+            out.append(np.ones((images.shape[0], n), dtype=bool))
     return out
 
 
