@@ -104,20 +104,18 @@ def fold_lora_state_dict(model: nn.Module, prefix: str = '') -> Dict[str, Tensor
     if not layers:
         raise NothingToFoldError('fold_lora_state_dict: the model has no LoRA layer to fold '
                                  '(it was built without lora_cfg).')
+    adapter_keys = {f'{name}.{p}' if name else p for name, layer in layers.items()
+                    for p in layer.new_parameter_names()}
     state = {}
     for key, value in model.state_dict().items():
         name, _, leaf = key.rpartition('.')
-        if '.lora_A.' in key or '.lora_B.' in key or key.endswith(('.lora_A', '.lora_B')):
+        if key in adapter_keys:
             continue
         layer = layers.get(name)
         if layer is not None and leaf == 'weight' and not layer.merged:
             value = value + layer.delta_weight().detach()
         state[prefix + key] = value.detach().clone()
     return state
-
-
-def is_lora_param(name: str) -> bool:
-    return '.lora_A.' in name or '.lora_B.' in name
 
 
 def count_params(params: Iterable[nn.Parameter]) -> int:
