@@ -27,6 +27,8 @@ model = dict(
         norm_cfg=norm_cfg,
         init_cfg=None),
     decode_head=dict(
+        # conditional encodings inside the deformable encoder, as the official code
+        key_pos_placement='encoder',
         hrca_omega=4,
         in_channels=[16, 32, 64, 128],
         feat_channels=embed_dims,

@@ -15,6 +15,8 @@ data_preprocessor = dict(size=crop_size)
 model = dict(
     data_preprocessor=data_preprocessor,
     decode_head=dict(
+        # conditional encodings inside the deformable encoder, as the official code
+        key_pos_placement='encoder',
         num_classes=num_classes,
         loss_cls=dict(class_weight=[1.0] * num_classes + [0.1])))
 train_pipeline = [

@@ -16,6 +16,8 @@ model = dict(
     data_preprocessor=data_preprocessor,
     backbone={{_base_.swin_backbone}},
     decode_head=dict(
+        # conditional encodings inside the deformable encoder, as the official code
+        key_pos_placement='encoder',
         in_channels={{_base_.swin_channels}},
         num_classes=num_classes,
         loss_cls=dict(class_weight=[1.0] * num_classes + [0.1])))

@@ -10,9 +10,11 @@ from .decoder_layer import FASegDecoderLayer, WeightedCrossAttention
 from .dfpq import DFPQ
 from .faseg_head import FASegHead
 from .hrca import gather_tokens, num_windows, select_hr_indices
+from .pixel_decoder import EncoderPEGPixelDecoder
 from .positional_encoding import ConditionalPositionalEncoding
 
 __all__ = [
     'FASegHead', 'FASegDecoderLayer', 'WeightedCrossAttention', 'DFPQ',
-    'ConditionalPositionalEncoding', 'select_hr_indices', 'gather_tokens', 'num_windows'
+    'ConditionalPositionalEncoding', 'EncoderPEGPixelDecoder', 'select_hr_indices',
+    'gather_tokens', 'num_windows'
 ]

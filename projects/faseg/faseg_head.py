@@ -22,9 +22,13 @@ from torch import Tensor, nn
 from .decoder_layer import FASegDecoderLayer
 from .dfpq import DFPQ
 from .hrca import SELECTIONS, gather_tokens, select_hr_indices
+from .pixel_decoder import EncoderPEGPixelDecoder
 from .positional_encoding import ConditionalPositionalEncoding
 
 HRCA = -1  # level code of an HRCA layer in ``layer_levels``
+KEY_POS_PLACEMENTS = ('output', 'encoder')
+# the pixel decoder the 'encoder' placement replaces (config spellings)
+_MMDET_PIXEL_DECODER = ('mmdet.MSDeformAttnPixelDecoder', 'MSDeformAttnPixelDecoder')
 
 
 @MODELS.register_module()
@@ -39,6 +43,16 @@ class FASegHead(Mask2FormerHead):
             output level for it.
         key_pos_type: ``'sine'`` (Mask2Former) or ``'conditional'`` (PEG, the
             official FASeg code) positional encodings of the decoder keys.
+        key_pos_placement: where the conditional encodings are computed.
+            ``'encoder'`` (official code): PEG of each level's 1x1-projected backbone
+            feature, used as the deformable encoder's positional encoding instead of
+            the sine one and passed on as the decoder's key positions (the 1/4 HRCA
+            level: PEG of its own projection of the 1/4 backbone feature); the pixel
+            decoder becomes :class:`EncoderPEGPixelDecoder`. ``'output'`` (this
+            head's first version, the default): PEG of each pixel-decoder output level
+            (the decoder keys themselves); the encoder keeps mmdet's sine encoding and
+            mmdet's pixel decoder is used unchanged. ``'encoder'`` needs
+            ``key_pos_type='conditional'`` (refused otherwise).
         attn_mask_threshold: masked attention blocks locations with
             sigmoid(mask) below it; Mask2Former 0.5, the official FASeg code 0.15
             (the thesis does not say), set by the FASeg configs.
@@ -57,6 +71,7 @@ class FASegHead(Mask2FormerHead):
                  with_dfpq: bool = False,
                  with_hrca: bool = False,
                  key_pos_type: str = 'sine',
+                 key_pos_placement: str = 'output',
                  attn_mask_threshold: float = 0.5,
                  dfpq_init_pool: str = 'background',
                  hrca_omega: float = 32.,
@@ -65,18 +80,36 @@ class FASegHead(Mask2FormerHead):
                  **kwargs) -> None:
         if key_pos_type not in ('sine', 'conditional'):
             raise ValueError(f'key_pos_type must be sine or conditional, got {key_pos_type!r}')
+        if key_pos_placement not in KEY_POS_PLACEMENTS:
+            raise ValueError(f'key_pos_placement must be one of {KEY_POS_PLACEMENTS}, got '
+                             f'{key_pos_placement!r}')
+        if key_pos_placement == 'encoder' and key_pos_type != 'conditional':
+            raise ValueError(
+                f"key_pos_placement='encoder' places the conditional (PEG) encodings in the "
+                f"deformable encoder, but key_pos_type={key_pos_type!r}. Set "
+                "key_pos_type='conditional', or key_pos_placement='output' for sine "
+                'encodings (mmdet\'s sine encoder PE and sine decoder keys).')
         if hrca_selection not in SELECTIONS:  # at build time, not at the first forward
             raise ValueError(f'hrca_selection must be one of {SELECTIONS}, got '
                              f'{hrca_selection!r}')
         num_levels = kwargs.get('num_transformer_feat_level', 3)
+        kwargs['pixel_decoder'] = copy.deepcopy(kwargs['pixel_decoder'])
         if with_hrca:
             # the extra 1/4 level: the pixel decoder's FPN output
-            kwargs['pixel_decoder'] = copy.deepcopy(kwargs['pixel_decoder'])
             kwargs['pixel_decoder']['num_outs'] = num_levels + 1
+        if key_pos_placement == 'encoder':
+            kind = kwargs['pixel_decoder'].get('type')
+            if kind not in _MMDET_PIXEL_DECODER + (EncoderPEGPixelDecoder, ):
+                raise ValueError(
+                    f"key_pos_placement='encoder' replaces mmdet's MSDeformAttnPixelDecoder "
+                    f'by EncoderPEGPixelDecoder, but pixel_decoder.type is {kind!r}. Use '
+                    "type='mmdet.MSDeformAttnPixelDecoder', or key_pos_placement='output'.")
+            kwargs['pixel_decoder']['type'] = EncoderPEGPixelDecoder
         super().__init__(**kwargs)
         self.with_dfpq = with_dfpq
         self.with_hrca = with_hrca
         self.key_pos_type = key_pos_type
+        self.key_pos_placement = key_pos_placement
         self.attn_mask_threshold = attn_mask_threshold
         self.hrca_omega = hrca_omega
         self.hrca_selection = hrca_selection
@@ -89,7 +122,7 @@ class FASegHead(Mask2FormerHead):
                                               hrca_layer_ids)
 
         feat_channels = kwargs['feat_channels']
-        if key_pos_type == 'conditional':
+        if key_pos_type == 'conditional' and key_pos_placement == 'output':
             self.key_pos_encoder = ConditionalPositionalEncoding(
                 self.decoder_embed_dims, num_levels + int(with_hrca))
         if with_dfpq:
@@ -178,18 +211,23 @@ class FASegHead(Mask2FormerHead):
         """Per-layer class and mask logits (first from the learnable queries alone);
         the samples are not needed (mmdet's signature)."""
         batch_size = x[0].shape[0]
-        mask_features, memories = self.pixel_decoder(x)
         num_levels = self.num_transformer_feat_level
+        if self.key_pos_placement == 'encoder':  # computed inside the pixel decoder
+            mask_features, memories, encoder_pos = self.pixel_decoder(x)
+        else:
+            mask_features, memories = self.pixel_decoder(x)
         keys, key_pos, sizes = [], [], []
         for i in range(num_levels):
             feat = self.decoder_input_projs[i](memories[i])
             sizes.append(feat.shape[-2:])
-            key_pos.append(self._key_pos(feat, i))
+            key_pos.append(encoder_pos[i] if self.key_pos_placement == 'encoder'
+                           else self._key_pos(feat, i))
             keys.append(feat.flatten(2).transpose(1, 2) + self.level_embed.weight[i])
         if self.with_hrca:
             hr_feat = self.hr_input_proj(memories[num_levels])
             hr_size = hr_feat.shape[-2:]
-            hr_pos = self._key_pos(hr_feat, num_levels)
+            hr_pos = (encoder_pos[num_levels] if self.key_pos_placement == 'encoder'
+                      else self._key_pos(hr_feat, num_levels))
             hr_keys = hr_feat.flatten(2).transpose(1, 2) + self.hr_level_embed.weight[0]
 
         query_feat = self.query_feat.weight.unsqueeze(0).repeat((batch_size, 1, 1))

@@ -21,10 +21,33 @@ def _decoder(num_layers: int) -> dict:
     (dict(with_dfpq=True, dfpq_init_pool='center'),
      r"init_pool must be one of \('background', 'foreground', 'soft'\), got 'center'"),
     (dict(key_pos_type='learned'), r"key_pos_type must be sine or conditional, got 'learned'"),
-], ids=['dfpq-pool', 'key-pos'])
+    (dict(key_pos_type='conditional', key_pos_placement='decoder'),
+     r"key_pos_placement must be one of \('output', 'encoder'\), got 'decoder'"),
+], ids=['dfpq-pool', 'key-pos', 'key-pos-placement'])
 def test_unknown_option_names_the_allowed_values(kw, match):
     with pytest.raises(ValueError, match=match):
         build_head(**kw)
+
+
+def test_encoder_placement_without_conditional_encodings_is_refused():
+    """'encoder' places the PEG in the deformable encoder: with sine encodings there is
+    nothing to place, and silently ignoring the flag would hide a config mistake."""
+    with pytest.raises(ValueError, match=r"key_pos_placement='encoder' places the "
+                       r"conditional \(PEG\) encodings .* key_pos_type='sine'\. Set "
+                       r"key_pos_type='conditional', or key_pos_placement='output'"):
+        build_head(key_pos_type='sine', key_pos_placement='encoder')
+
+
+def test_encoder_placement_with_another_pixel_decoder_is_refused():
+    """The placement swaps in a subclass of mmdet's deformable pixel decoder; another
+    pixel decoder would be replaced without a word."""
+    pixel_decoder = copy.deepcopy(tiny_head_cfg().pixel_decoder)
+    pixel_decoder.update(type='mmdet.PixelDecoder')
+    with pytest.raises(ValueError, match=r"replaces mmdet's MSDeformAttnPixelDecoder by "
+                       r"EncoderPEGPixelDecoder, but pixel_decoder.type is "
+                       r"'mmdet.PixelDecoder'\. Use type='mmdet.MSDeformAttnPixelDecoder'"):
+        build_head(key_pos_type='conditional', key_pos_placement='encoder',
+                   pixel_decoder=pixel_decoder)
 
 
 def test_unknown_hrca_selection_is_refused_at_build():

@@ -26,6 +26,8 @@ def test_config_parses(path):
     head = cfg.model.decode_head
     assert cfg.default_scope == 'mmseg' and cfg.model.type == 'EncoderDecoder'
     assert head.type == 'FASegHead' and head.with_dfpq and head.with_hrca
+    # the official code's PEG placement (inside the deformable encoder) in every config
+    assert head.key_pos_type == 'conditional' and head.key_pos_placement == 'encoder'
     assert 'projects.faseg' in cfg.custom_imports.imports
     assert len(head.loss_cls.class_weight) == head.num_classes + 1
     assert cfg.model.data_preprocessor.size == cfg.crop_size
@@ -47,6 +49,7 @@ def test_real_size_builds(path):
     head = model.decode_head
     assert head.layer_levels.count(-1) == 3 and len(head.transformer_decoder.layers) == 13
     assert head.pixel_decoder.num_outs == 4
+    assert type(head.pixel_decoder).__name__ == 'EncoderPEGPixelDecoder'
     n_params = sum(p.numel() for p in model.parameters()) / 1e6
     # thesis Table 5.1: R50 51M, Swin-T 54M, Swin-B 113M, Swin-L 222M
     for key, expected in (('r50', 51), ('swin-t', 54), ('swin-b', 113), ('swin-l', 222)):

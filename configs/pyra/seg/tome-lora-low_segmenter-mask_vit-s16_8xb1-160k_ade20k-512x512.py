@@ -1,0 +1,3 @@
+# ToMe + LoRA baseline for the PYRA Segmenter ViT-S/16 ADE20K config.
+_base_ = ['./pyra-lora-low_segmenter-mask_vit-s16_8xb1-160k_ade20k-512x512.py']
+model = dict(backbone=dict(merge_mode='tome'))
