@@ -27,7 +27,7 @@ class TokenRateLoss(nn.Module):
                              'optimised.')
         self.target, self.weight, self.name = target, weight, name
 
-    def forward(self, ctx: TokenContext) -> Dict[str, Tensor]:
+    def forward(self, ctx: TokenContext, backbone=None) -> Dict[str, Tensor]:
         active, tokens = ctx.aux_by_layer('dyt_active'), ctx.aux_by_layer('dyt_tokens')
         if not active:  # the complete-model pass, or no dispatcher
             return {}

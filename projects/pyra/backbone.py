@@ -83,7 +83,10 @@ class PYRAViT(BaseModule):
         block_overrides: rules ``dict(layers=[...] or 'a:b', **block_args)``, in order.
         aux_losses: loss terms computed from a forward's context, e.g.
             ``[dict(type='TokenRateLoss', target=0.5)]`` (``VIT_LAYERS``; each
-            ``__call__(ctx) -> {name: tensor}``), returned by :meth:`forward_with_losses`.
+            ``__call__(ctx, backbone) -> {name: tensor}``, so a term may read the
+            backbone's parameters, e.g. gate logits, without holding a reference; an
+            optional ``setup(backbone)`` runs once at build for checks), returned by
+            :meth:`forward_with_losses`.
         frozen: freeze every backbone parameter except the ones their modules declare
             trainable (LoRA, PYRA, adapters, gates: ``core/param_roles.py``).
         with_cp: activation checkpointing of every block.
@@ -182,6 +185,9 @@ class PYRAViT(BaseModule):
         self.fc_norm = nn.LayerNorm(dim, eps=norm_eps) if out_type == 'avg_featmap' else None
         if frozen:
             self._freeze()
+        for term in self.aux_losses:  # checks that need the built model (at build)
+            if hasattr(term, 'setup'):
+                term.setup(self)
 
     # ----------------------------------------------------------------- building
     @staticmethod
@@ -332,7 +338,7 @@ class PYRAViT(BaseModule):
         without 'loss' in their name are only logged."""
         out = dict(ctx.losses)
         for term in self.aux_losses:
-            for name, value in term(ctx).items():
+            for name, value in term(ctx, self).items():
                 if name in out:
                     raise KeyError(f'two loss terms are named {name!r}; rename one.')
                 out[name] = value

