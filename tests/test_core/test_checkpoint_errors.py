@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from projects.core.checkpoint.jax_npz import jax_from_timm
 from projects.pyra import PYRAViT
 
 ARCH = dict(embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=64)
@@ -18,10 +19,12 @@ def _build(path: str) -> PYRAViT:
     return model
 
 
-def _jax_npz(path) -> None:
-    """A few arrays under the names of the original (JAX) ViT checkpoints."""
-    np.savez(path, **{'embedding/kernel': np.zeros((8, 8, 3, 32), np.float32),
-                      'cls': np.zeros((1, 1, 32), np.float32)})
+def _jax_npz(path, drop: str = '') -> None:
+    """A random PYRAViT of ``ARCH`` saved under the original (JAX) ViT names, without
+    the arrays whose name contains ``drop`` (if given)."""
+    state = PYRAViT(arch=ARCH, img_size=32, patch_size=8).state_dict()
+    arrays = jax_from_timm(state, num_heads=ARCH['num_heads'])
+    np.savez(path, **{k: v for k, v in arrays.items() if not (drop and drop in k)})
 
 
 def test_missing_checkpoint_names_the_file(tmp_path):
@@ -40,19 +43,45 @@ def test_truncated_checkpoint_names_the_file(tmp_path):
         _build(cut)
 
 
-@pytest.mark.parametrize('name', ['vit_b16_augreg.npz', 'renamed_npz.pth'])
-def test_jax_npz_checkpoint_is_not_read_yet(tmp_path, name):
-    """No .npz reader exists (issue 14): the error says so and how to convert, also
-    for an archive whose name does not end in .npz (torch fails on it first)."""
-    path = tmp_path / name
+def test_npz_under_a_pth_name_is_read_from_its_contents(tmp_path):
+    """torch fails on it first; the archive is then recognised and read as JAX: the
+    same weights as from the file under its own name."""
     _jax_npz(tmp_path / 'w.npz')
-    (tmp_path / 'w.npz').rename(path)
+    path = tmp_path / 'renamed_npz.pth'
+    path.write_bytes((tmp_path / 'w.npz').read_bytes())
     assert zipfile.is_zipfile(path)
-    with pytest.raises(NotImplementedError, match=rf'checkpoint .*{name} is a NumPy \.npz '
-                       r'archive .*does not read \.npz checkpoints yet\. Convert it .*timm'
-                       r'.*load_pretrained') as err:
-        _build(path)
-    assert '_timm.pth' in str(err.value)  # the suggested output never overwrites the input
+    got, expect = _build(path).state_dict(), _build(tmp_path / 'w.npz').state_dict()
+    fresh = PYRAViT(arch=ARCH, img_size=32, patch_size=8).state_dict()
+    assert got.keys() == expect.keys()
+    for key, value in expect.items():
+        assert torch.equal(got[key], value), key
+    assert not torch.equal(got['blocks.0.attn.qkv.weight'], fresh['blocks.0.attn.qkv.weight'])
+
+
+def test_truncated_npz_names_the_file(tmp_path):
+    _jax_npz(tmp_path / 'ViT-B_16.npz')
+    cut = tmp_path / 'cut.npz'
+    cut.write_bytes((tmp_path / 'ViT-B_16.npz').read_bytes()[:3000])
+    with pytest.raises(RuntimeError, match=r'checkpoint .*cut\.npz is not a readable NumPy '
+                       r'\.npz archive .*truncated .*download it again'):
+        _build(cut)
+
+
+def test_npz_that_is_no_jax_vit_names_the_file(tmp_path):
+    """An archive of other arrays (a JAX ResNet, numpy data): not taken for a ViT."""
+    np.savez(tmp_path / 'bit_r50.npz', **{'root_block/standardized_conv2d/kernel':
+                                          np.zeros((7, 7, 3, 8), np.float32)})
+    with pytest.raises(ValueError, match=r'checkpoint .*bit_r50\.npz: unrecognised ViT '
+                       r'checkpoint: .*JAX \.npz .*root_block.*init_cfg\.checkpoint'):
+        _build(tmp_path / 'bit_r50.npz')
+
+
+def test_jax_npz_with_a_block_part_missing(tmp_path):
+    _jax_npz(tmp_path / 'partial.npz', drop='encoderblock_1/MultiHeadDotProductAttention_1/value')
+    with pytest.raises(KeyError, match=r'checkpoint .*partial\.npz: JAX ViT block '
+                       r'Transformer/encoderblock_1: attention (weight|bias) of \[.value.\] '
+                       r'missing'):
+        _build(tmp_path / 'partial.npz')
 
 
 def test_foreign_checkpoint_lists_missing_and_unexpected_keys(tmp_path):

@@ -1,11 +1,12 @@
 """Write the VTAB-1k leaf configs of the PYRA, SPT and DyT benchmark grids.
 
 PYRA: 19 tasks x {ViT-B/16, ViT-L/16} x {LoRA, ToMe+LoRA low/high, PYRA+LoRA low/high},
-each a few lines inheriting ``configs/pyra/vtab1k/_base_/<method>_<backbone>.py``.
+each a few lines inheriting ``configs/pyra/vtab1k/_base_/<method>_<backbone>.py`` (whose
+LoRA bases name the original IN-21k ``ViT-B_16.npz`` / ``ViT-L_16.npz``).
 SPT (thesis Tables 2.1 and 2.3): 19 tasks x {SPT-LoRA 0.4M, SPT-Adapter 0.4M} on ViT-B/16
 and {SPT-LoRA 0.43M (0.49 %), SPT-Adapter 0.29M (0.33 %)} on Swin-B, inheriting
 ``configs/spt/_base_/spt_<backbone>_vtab1k.py``, plus a 0.2M / 0.8M SPT-LoRA budget
-sweep on cifar.
+sweep on cifar; the ViT-B/16 leaves name the original IN-21k ``ViT-B_16.npz``.
 DyT: 19 tasks x DyT (MLP dispatch, r = 0.5, the 0.16M setting) on ViT-B/16, inheriting
 ``configs/dyt/vtab1k/_base_/dyt-mlp-r0.5_vit-b16_1xb64-100e_vtab1k.py``, plus the
 MoE-adapter variant on cifar (the paper's other dispatch variants are not implemented).
@@ -31,19 +32,29 @@ SPT_SWEEP = (('lora', 'vit-b16', 200_000), ('lora', 'vit-b16', 800_000))
 SPT_TEMPLATE = """_base_ = ['../_base_/spt_{backbone}_vtab1k.py']
 # SPT-{kind_title} (rank 8) with a {budget_m}M trainable-parameter budget in the backbone;
 # VTAB-1k {task}: {num_classes} classes; data in data/vtab-1k/{task} (bring your own).
-# The first run computes the allocation file (SPTRunner), later runs reuse it.
+# The first run computes the allocation file (SPTRunner), later runs reuse it.{weights}
 task = '{task}'
 model = dict(
     backbone=dict(spt_cfg=dict(
         allocation='work_dirs/spt_cache/{backbone}_{task}_{kind}-r8_{budget_m}m.pth',
         budget={budget},
-        structured=dict(type='{kind}', rank=8, dropout=0.1))),
+        structured=dict(type='{kind}', rank=8, dropout=0.1)){init_cfg}),
     head=dict(num_classes={num_classes}))
 data_preprocessor = dict(num_classes={num_classes})
 train_dataloader = dict(dataset=dict(task=task, data_root='data/vtab-1k/{task}'))
 val_dataloader = dict(dataset=dict(task=task, data_root='data/vtab-1k/{task}'))
 test_dataloader = val_dataloader
 """
+# The weights SPT's code fine-tunes, per backbone (fields of SPT_TEMPLATE); the Swin-B
+# base already names SPT's IN-21k Swin-B.
+SPT_WEIGHTS = {
+    'vit-b16': dict(
+        weights=("\n# Weights: Google's original ImageNet-21k ViT-B/16 (ViT-B_16.npz, JAX, read "
+                 "directly),\n# as SPT's code uses; README \"Which weights\" for the augreg "
+                 "alternative."),
+        init_cfg=",\n        init_cfg=dict(checkpoint='checkpoints/ViT-B_16.npz')"),
+    'swin-b': dict(weights='', init_cfg=''),
+}
 METHODS = ('lora', 'tome-lora-low', 'tome-lora-high', 'pyra-lora-low', 'pyra-lora-high')
 BACKBONES = ('vit-b16', 'vit-l16')
 TEMPLATE = """_base_ = ['./_base_/{method}_{backbone}.py']
@@ -102,7 +113,7 @@ def expected_spt_files() -> dict:
         files[spt_leaf_name(kind, backbone, budget, task)] = SPT_TEMPLATE.format(
             kind=kind, kind_title={'lora': 'LoRA', 'adapter': 'Adapter'}[kind],
             backbone=backbone, budget=budget, budget_m=f'{budget / 1e6:g}', task=task,
-            num_classes=tasks[task])
+            num_classes=tasks[task], **SPT_WEIGHTS[backbone])
     return files
 
 

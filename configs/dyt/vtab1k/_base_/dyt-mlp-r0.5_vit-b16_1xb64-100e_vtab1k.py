@@ -14,6 +14,9 @@ model = dict(
     distill=True,
     backbone=dict(
         lora_cfg=None,
+        # Google's original ImageNet-21k ViT-B/16 (read as .npz); the official code's
+        # timm jx_vit_base_patch16_224_in21k .pth holds the same weights and loads too
+        init_cfg=dict(checkpoint='checkpoints/ViT-B_16.npz'),
         block_cfg=dict(mlp_gate=dict(type='DyTDispatcher', tau=5.0),
                        adapter=dict(type='DyTAdapter', bottleneck=8, scale=1.0,
                                     dropout=0.1)),

@@ -5,3 +5,8 @@ _base_ = [
     '../../../_base_/schedules/vtab1k_adamw-cosine_100e.py',
     '../../../_base_/default_runtime_cls.py',
 ]
+# The weights PYRA and NOAH fine-tune: Google's original ImageNet-21k ViT-B/16, the JAX
+# archive as released (gs://vit_models/imagenet21k/ViT-B_16.npz), read directly.
+# timm's AugReg IN-21k weights are other weights (README "Which weights"); to use them:
+# --cfg-options model.backbone.init_cfg.checkpoint=checkpoints/vit_base_patch16_224.augreg_in21k.pth
+model = dict(backbone=dict(init_cfg=dict(checkpoint='checkpoints/ViT-B_16.npz')))
