@@ -1,0 +1,43 @@
+"""ESTA's classification objective (thesis §3.4.2): every iteration trains the sampled
+stitch and the largest anchor; the anchor's cross-entropy trains it as usual, and the
+stitch learns from the labels and, by in-place hard-label distillation, from the
+anchor's predicted class (DeiT's hard distillation, ``distill_weight`` 0.5 each).
+When the sampled stitch is the largest anchor, one forward only."""
+from typing import List
+
+import torch
+import torch.nn.functional as F
+from mmpretrain.models.classifiers import ImageClassifier
+from mmpretrain.registry import MODELS
+from torch import Tensor
+
+
+@MODELS.register_module()
+class StitchedImageClassifier(ImageClassifier):
+
+    def __init__(self, *args, distill: bool = True, distill_weight: float = 0.5,
+                 **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if not 0 <= distill_weight <= 1:
+            raise ValueError(f'distill_weight must be in [0, 1], got {distill_weight}.')
+        self.distill = distill
+        self.distill_weight = distill_weight
+
+    def _feats(self, inputs: Tensor, stitch: int):
+        feats = self.backbone(inputs, stitch=stitch)
+        return self.neck(feats) if self.with_neck else feats
+
+    def loss(self, inputs: Tensor, data_samples: List) -> dict:
+        stitch, teacher = self.backbone.stitch, self.backbone.teacher_stitch
+        feats = self._feats(inputs, stitch)
+        if not self.distill or stitch == teacher:
+            return self.head.loss(feats, data_samples)
+        teacher_feats = self._feats(inputs, teacher)
+        losses = {f'{k}_teacher': v for k, v in self.head.loss(teacher_feats, data_samples).items()}
+        w = self.distill_weight
+        student = self.head.loss(feats, data_samples)
+        losses.update({k: (v * (1 - w) if k == 'loss' else v) for k, v in student.items()})
+        with torch.no_grad():
+            hard = self.head(teacher_feats).argmax(-1)
+        losses['loss_distill'] = w * F.cross_entropy(self.head(feats), hard)
+        return losses

@@ -1,0 +1,82 @@
+"""One-stage deployment: export stitches of a trained ESTA supernet as standalone
+models (a config and a checkpoint each) that ``tools/test.py`` runs.
+
+The exported backbone is a plain :class:`~projects.esta.backbone.StitchedViT`
+(``pst=False``, anchors without LoRA or checkpoints) fixed to one stitch, with the
+shared LoRA and that stitch's biases folded into the weights; the classifier becomes
+mmpretrain's ``ImageClassifier`` (segmentors keep their type) and the ESTA training
+hooks are dropped.
+"""
+import copy
+import json
+import os
+import os.path as osp
+from typing import Dict, List, Optional
+
+import torch
+from mmengine.config import Config
+from mmengine.runner import load_checkpoint
+from torch import Tensor, nn
+
+from ..core.atomic_io import atomic_torch_save, atomic_write_text
+from ..core.model_builder import build_model_from_cfg
+from .hooks import DEPLOY_FILE
+
+TRAINING_ONLY_HOOKS = ('ESTASamplingHook', 'StitchInitHook')
+
+
+def deploy_config(cfg: Config, backbone: nn.Module, stitch: int) -> Config:
+    out = copy.deepcopy(cfg)
+    out.model.backbone = backbone.plain_backbone_cfg(out.model.backbone.to_dict(), stitch)
+    if out.model.get('type') == 'StitchedImageClassifier':
+        out.model.type = 'ImageClassifier'
+        out.model.pop('distill', None)
+        out.model.pop('distill_weight', None)
+    out.pop('runner_type', None)
+    out.pop('load_from', None)
+    out.custom_hooks = [h for h in out.get('custom_hooks', [])
+                        if h.get('type') not in TRAINING_ONLY_HOOKS]
+    return out
+
+
+def folded_model_state(model: nn.Module, stitch: int) -> Dict[str, Tensor]:
+    folded = {f'backbone.{k}': v for k, v in model.backbone.folded_state_dict(stitch).items()}
+    rest = {k: v.detach().clone() for k, v in model.state_dict().items()
+            if not k.startswith('backbone.')}
+    return {**rest, **folded}
+
+
+def deployed_stitches(work_dir: str) -> List[int]:
+    path = osp.join(work_dir, DEPLOY_FILE)
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'{path} does not exist: it is written by ESTASamplingHook '
+                                'when training ends. Train the ESTA config first, or pass '
+                                'the stitch ids explicitly (--stitches).')
+    with open(path) as f:
+        return [d['stitch'] for d in json.load(f)['deploy']]
+
+
+def export_stitches(cfg: Config, checkpoint: Optional[str], stitches: List[int],
+                    out_dir: str, model: Optional[nn.Module] = None) -> List[str]:
+    """Write ``stitch_<id>.py`` / ``stitch_<id>.pth`` for each id; returns the config
+    paths. ``model``: an already loaded supernet (then ``checkpoint`` is not read)."""
+    if model is None:
+        cfg_build = copy.deepcopy(cfg)
+        for anchor in cfg_build.model.backbone.anchors:
+            anchor.pop('init_cfg', None)  # the trained checkpoint holds the weights
+        model = build_model_from_cfg(cfg_build)
+        load_checkpoint(model, checkpoint, map_location='cpu', strict=True)
+    os.makedirs(out_dir, exist_ok=True)
+    paths = []
+    for stitch in stitches:
+        model.backbone.space.check_id(int(stitch))
+        plain = deploy_config(cfg, model.backbone, int(stitch))
+        stem = osp.join(out_dir, f'stitch_{int(stitch)}')
+        state = folded_model_state(model, int(stitch))
+        atomic_torch_save({'state_dict': state,
+                           'meta': dict(stitch=int(stitch), config=stem + '.py',
+                                        folded_from=checkpoint and osp.abspath(checkpoint))},
+                          stem + '.pth')
+        atomic_write_text(stem + '.py', plain.pretty_text)
+        paths.append(stem + '.py')
+    return paths

@@ -1,0 +1,164 @@
+"""Evaluate every stitch of a trained ESTA supernet -- FLOPs (MACs), parameters,
+measured CPU/GPU throughput and test accuracy -- and draw the accuracy-FLOPs picture
+with the deployed stitches (top importance per FLOPs interval) and the anchors marked
+(thesis Fig. 3.3 / 3.4). Writes <out-dir>/esta_stitches.json and esta_stitches.png.
+
+Throughput runs the plain (folded) network, so LoRA and bias bookkeeping cost nothing;
+every stitch is timed round-robin on one batch (ratios from one run). Accuracy runs
+the supernet path of each stitch on the first --max-test-images test images.
+"""
+import argparse
+import copy
+import json
+import os
+import os.path as osp
+import sys
+
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+sys.path.insert(0, ROOT)
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
+                                epilog=__doc__.split('\n\n', 1)[1])
+    p.add_argument('config')
+    p.add_argument('checkpoint', nargs='?', default=None,
+                   help='trained supernet (omit with --no-accuracy for untrained speed)')
+    p.add_argument('--out-dir', default=None, help='default: the checkpoint folder')
+    p.add_argument('--deploy-json', default=None,
+                   help='esta_deploy.json of the run (default: beside the checkpoint)')
+    p.add_argument('--stitches', type=int, nargs='+', default=None, help='default: all')
+    p.add_argument('--max-test-images', type=int, default=500)
+    p.add_argument('--no-accuracy', action='store_true')
+    p.add_argument('--bench-batch', type=int, default=32)
+    p.add_argument('--bench-repeats', type=int, default=5)
+    return p.parse_args(argv)
+
+
+def pareto(points):
+    """Indices of points (flops, acc) that no other point beats on both."""
+    front = []
+    for i, (f, a) in enumerate(points):
+        if not any((f2 <= f and a2 >= a) and (f2 < f or a2 > a)
+                   for j, (f2, a2) in enumerate(points) if j != i):
+            front.append(i)
+    return front
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    import torch
+    from mmengine.config import Config
+    from mmengine.runner import Runner, load_checkpoint
+    from mmengine.utils import ProgressBar
+
+    import projects  # noqa: F401
+    from projects.core.benchmark import measure_interleaved
+    from projects.core.model_builder import build_model_from_cfg
+    from projects.esta.deploy import deploy_config, folded_model_state
+
+    if args.checkpoint is None and not args.no_accuracy:
+        raise SystemExit('give a checkpoint, or --no-accuracy to measure FLOPs and speed only')
+    cfg = Config.fromfile(args.config)
+    build = copy.deepcopy(cfg)
+    for anchor in build.model.backbone.anchors:
+        anchor.pop('init_cfg', None)
+    model = build_model_from_cfg(build).eval()
+    if args.checkpoint:
+        load_checkpoint(model, args.checkpoint, map_location='cpu', strict=True)
+    backbone = model.backbone
+    stitches = args.stitches or list(range(backbone.num_stitches))
+    out_dir = args.out_dir or (osp.dirname(args.checkpoint) if args.checkpoint else '.')
+    os.makedirs(out_dir, exist_ok=True)
+    deploy_json = args.deploy_json or (osp.join(osp.dirname(args.checkpoint), 'esta_deploy.json')
+                                       if args.checkpoint else None)
+    deployed = []
+    if deploy_json and osp.isfile(deploy_json):
+        deployed = [d['stitch'] for d in json.load(open(deploy_json))['deploy']]
+
+    loader = Runner.build_dataloader(cfg.test_dataloader)
+    batch = []
+    for data in loader:
+        batch.append(model.data_preprocessor(data, False)['inputs'])
+        if sum(len(b) for b in batch) >= args.bench_batch:
+            break
+    bench = torch.cat(batch)[:args.bench_batch]
+
+    plain = build_model_from_cfg(deploy_config(build, backbone, backbone.teacher_stitch)).eval()
+    plain.load_state_dict(folded_model_state(model, backbone.teacher_stitch))
+    fns = {s: (lambda x, s=s: plain.backbone(x, stitch=s)) for s in stitches}
+    speed = measure_interleaved(fns, bench, warmup=1, repeats=args.bench_repeats)
+
+    rows = []
+    head_params = sum(p.numel() for p in model.head.parameters()) if hasattr(model, 'head') else 0
+    for s in stitches:
+        st = backbone.space.stitches[s]
+        rows.append(dict(stitch=s, front=st.front, end=st.end, j=st.j, k=st.k,
+                         anchor=st.is_anchor, deployed=s in deployed,
+                         gmacs=backbone.stitch_macs(s) / 1e9,
+                         params_m=(backbone.stitch_params(s) + head_params) / 1e6,
+                         images_per_s=speed[s]['images_per_s']))
+    if not args.no_accuracy:
+        bar = ProgressBar(len(stitches))
+        images, labels = [], []
+        for data in loader:
+            data = model.data_preprocessor(data, False)
+            images.append(data['inputs'])
+            labels.append(torch.cat([d.gt_label for d in data['data_samples']]))
+            if sum(len(i) for i in images) >= args.max_test_images:
+                break
+        images = torch.cat(images)[:args.max_test_images]
+        labels = torch.cat(labels)[:args.max_test_images]
+        with torch.no_grad():
+            for row in rows:
+                correct = 0
+                for i in range(0, len(images), 100):
+                    feats = model.backbone(images[i:i + 100], stitch=row['stitch'])
+                    correct += int((model.head(feats).argmax(-1) == labels[i:i + 100]).sum())
+                row['accuracy'] = 100.0 * correct / len(images)
+                bar.update()
+        front = pareto([(r['gmacs'], r['accuracy']) for r in rows])
+        for i, row in enumerate(rows):
+            row['pareto'] = i in front
+    largest = next((r for r in rows if r['stitch'] == backbone.teacher_stitch), rows[-1])
+    for row in rows:
+        row['speed_ratio'] = row['images_per_s'] / largest['images_per_s']
+    summary = dict(num_stitches=len(rows), test_images=None if args.no_accuracy else
+                   int(min(args.max_test_images, len(loader.dataset))),
+                   gmacs_range=[min(r['gmacs'] for r in rows), max(r['gmacs'] for r in rows)],
+                   speed_ratio_range=[min(r['speed_ratio'] for r in rows),
+                                      max(r['speed_ratio'] for r in rows)],
+                   deployed=deployed, rows=rows)
+    if not args.no_accuracy and deployed:
+        summary['deployed_on_pareto'] = sum(r['pareto'] for r in rows if r['deployed'])
+    with open(osp.join(out_dir, 'esta_stitches.json'), 'w') as f:
+        json.dump(summary, f, indent=1)
+    print(json.dumps({k: v for k, v in summary.items() if k != 'rows'}, indent=1))
+    if not args.no_accuracy:
+        _plot(rows, osp.join(out_dir, 'esta_stitches.png'))
+
+
+def _plot(rows, path):
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    ax.scatter([r['gmacs'] for r in rows], [r['accuracy'] for r in rows], s=14,
+               c='tab:blue', label='stitches')
+    dep = [r for r in rows if r['deployed']]
+    ax.scatter([r['gmacs'] for r in dep], [r['accuracy'] for r in dep], s=60,
+               facecolors='none', edgecolors='tab:red', label='deployed (top score)')
+    anc = [r for r in rows if r['anchor']]
+    ax.scatter([r['gmacs'] for r in anc], [r['accuracy'] for r in anc], marker='*', s=160,
+               c='gold', edgecolors='k', label='anchors')
+    ax.set_xlabel('GFLOPs (MACs)')
+    ax.set_ylabel('top-1 accuracy (%)')
+    ax.legend(loc='lower right', fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    print(f'wrote {path}')
+
+
+if __name__ == '__main__':
+    main()
