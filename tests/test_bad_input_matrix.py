@@ -13,7 +13,7 @@ import pytest
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 SECTION = '## Bad input'
 AREAS = {'PYRA/ToMe', 'LoRA', 'SPT', 'FASeg', 'DyT', 'block configs', 'checkpoints',
-         'tools', 'datasets'}
+         'tools', 'datasets', 'SPViT', 'ESTA'}
 MIN_ROWS = 25
 
 
