@@ -249,6 +249,10 @@ def init_cpu_dist(launcher: str, backend: str = 'gloo',
 def _destroy_process_group() -> None:
     import torch.distributed as dist
     if dist.is_initialized():
+        try:  # no rank tears its gloo pairs down while another still talks to it
+            dist.barrier()
+        except Exception:  # noqa: BLE001  (a peer already gone: nothing to wait for)
+            pass
         dist.destroy_process_group()
 
 
