@@ -45,13 +45,16 @@ from projects.core.benchmark import measure_interleaved  # noqa: E402
 from projects.pyra import PYRAViT  # noqa: E402
 from projects.pyra.flops import executed_macs  # noqa: E402
 
+from projects.core.hooks.linear_probe_init_hook import (  # noqa: E402
+    LinearProbeInitHook, probe_head, split_loader)
+from projects.core.linear_probe import L2_GRID, accuracy, extract  # noqa: E402
+from projects.core.schedule import set_max_epochs  # noqa: E402
+from projects.core.trainable_only_optim import NAME as TRAINABLE_ONLY  # noqa: E402
+
 from embedded import console, report  # noqa: E402
-from embedded.lpft import LinearProbeInitHook, probe_head, split_loader  # noqa: E402
 from embedded.methods import (CONFIG_DIR, DEFAULT_METHODS, METHODS, PROBE,  # noqa: E402,F401
                               check_plugin_result, is_plugin, load_plugin, method_name,
                               resolve)
-from embedded.optim import NAME as TRAINABLE_ONLY  # noqa: E402
-from embedded.probe import L2_GRID, accuracy, extract  # noqa: E402
 
 PROBE_BASE = 'lora'  # the probe row uses this method's frozen backbone, without LoRA
 
@@ -70,7 +73,7 @@ def parse_args(argv: List[str] = None) -> argparse.Namespace:
                    help='test: train on train800val200, report test (default); val: '
                    'train on train800, report val200 (the split that chooses recipes)')
     p.add_argument('--work-dir', default=osp.join(ROOT, 'work_dirs', 'embedded_default'))
-    p.add_argument('--epochs', type=int, default=None, help='override max_epochs')
+    p.add_argument('--epochs', type=int, default=None, help='train this many epochs (the schedules stretch or shrink with it)')
     p.add_argument('--bench-batch', type=int, default=32, help='batch for throughput')
     p.add_argument('--bench-repeats', type=int, default=7)
     p.add_argument('--bench-only', action='store_true',
@@ -106,16 +109,26 @@ def method_cfg(spec: str, args: argparse.Namespace, seed: int, work_dir: str) ->
     cfg.work_dir = work_dir
     cfg.randomness = dict(seed=seed)
     if args.epochs:
-        cfg.train_cfg.max_epochs = args.epochs
+        set_max_epochs(cfg, args.epochs)
     if args.protocol == 'val':
         cfg.train_dataloader.dataset.split = 'train'
         cfg.test_dataloader.dataset.split = 'val'
-    # PEFT groups without one warning per frozen parameter (tools/embedded/optim.py)
+    for hook in cfg.get('custom_hooks', []):
+        if hook.get('type') == 'LinearProbeInitHook':
+            hook['fit_splits'] = fit_splits(args.protocol)
+            hook['l2_grid'] = args.l2_grid
+    # PEFT groups without one warning per frozen parameter
+    # (projects/core/trainable_only_optim.py)
     if cfg.get('optim_wrapper') and 'constructor' not in cfg.optim_wrapper:
         cfg.optim_wrapper.constructor = TRAINABLE_ONLY
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
     return cfg
+
+
+def fit_splits(protocol: str) -> tuple:
+    """The splits a run trains on: train800 when val200 reports, else train800val200."""
+    return ('train',) if protocol == 'val' else ('train', 'val')
 
 
 def build_runner(cfg: Config) -> Runner:
@@ -152,7 +165,8 @@ def run_probe(args: argparse.Namespace, seed: int, work_root: str) -> dict:
     bar = console.method_bar(PROBE, sum(sizes), args.no_progress)
     bar.set_postfix_str('features')
     cache: Dict[str, tuple] = {}
-    fitted = probe_head(model, cfg, args.protocol, bar.update, cache, args.l2_grid)
+    fitted = probe_head(model, cfg, ('train', 'val'), fit_splits(args.protocol),
+                        bar.update, cache, args.l2_grid)
     x, y = cache['val'] if eval_split == 'val' else extract(
         model, runner.test_dataloader, progress=bar.update)
     acc = accuracy(x, y, fitted['weight'], fitted['bias'])
@@ -178,10 +192,11 @@ def run_config(name: str, spec: str, args: argparse.Namespace, seed: int,
     runner = build_runner(cfg)
     bar = console.method_bar(name, num_iters(cfg, runner), args.no_progress)
     runner.register_hook(console.ProgressHook(bar))
-    lpft = None
-    if cfg.get('head_init') == 'linear-probe':
-        lpft = LinearProbeInitHook(cfg, args.protocol, cache=cache, grid=args.l2_grid)
-        runner.register_hook(lpft)
+    # LP-FT hook of the config (the shared embedded recipe has one): it reuses the
+    # probe row's features when this model starts from the same backbone
+    lpft = next((h for h in runner.hooks if isinstance(h, LinearProbeInitHook)), None)
+    if lpft is not None and cache:
+        lpft.features = cache
     with console.warnings_to_file(osp.join(cfg.work_dir, 'warnings.log')):
         runner.train()
         metrics = runner.test()

@@ -61,7 +61,7 @@ Example -- a new attention variant, and a per-token MLP gate, by configuration o
 ``AddsParameters`` (``param_roles.py``) marks the gate's parameters as new (allowed
 missing from pretrained checkpoints) and trainable when the backbone is frozen.
 """
-from typing import Optional, Sequence, Tuple
+from typing import Callable, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -226,21 +226,25 @@ class Block(nn.Module):
         if mask is None:
             out = x + self.mlp_branch(x)
         elif mask.dtype == torch.bool and not self.training:
-            out = self._packed_mlp(x, mask)
+            out = self._add_on_active(x, mask, lambda rows, _: self.mlp_branch(rows))
         else:
             out = x + self.mlp_branch(x) * mask[..., None].to(x.dtype)
         if self.adapter is not None:
             out = out + self.adapter(x, ctx)
         return out, ctx
 
-    def _packed_mlp(self, x: Tensor, mask: Tensor) -> Tensor:
-        """Run the MLP on the active tokens only, packed across the batch (no padding)
-        and added back in place: what a hard mask saves at inference."""
+    @staticmethod
+    def _add_on_active(x: Tensor, mask: Tensor,
+                       fn: Callable[[Tensor, Sequence[int]], Tensor]) -> Tensor:
+        """``x`` plus ``fn`` of its active tokens only, packed across the batch (no
+        padding) and added back in place: what a hard mask saves at inference. ``fn``
+        gets the packed rows and the number of active tokens per sample."""
         flat = x.reshape(-1, x.shape[-1])
         rows = mask.reshape(-1).nonzero().squeeze(1)
         if rows.numel() == 0:
             return x
-        return flat.index_add(0, rows, self.mlp_branch(flat.index_select(0, rows))).view_as(x)
+        update = fn(flat.index_select(0, rows), mask.sum(1).tolist())
+        return flat.index_add(0, rows, update).view_as(x)
 
     def gated_attn(self, x: Tensor, mask: Tensor, ctx: TokenContext) -> Tensor:
         """Attention for the active tokens only: inactive tokens neither attend nor are
@@ -249,13 +253,8 @@ class Block(nn.Module):
         inactive keys and the straight-through mask scales the update (its gradient
         reaches the gate through that product)."""
         if mask.dtype == torch.bool and not self.training:
-            flat = x.reshape(-1, x.shape[-1])
-            rows = mask.reshape(-1).nonzero().squeeze(1)
-            if rows.numel() == 0:
-                return x
-            lengths = mask.sum(1).tolist()
-            y = self.attn.forward_packed(self.norm1(flat.index_select(0, rows)), lengths)
-            return flat.index_add(0, rows, self.ls1(y)).view_as(x)
+            return self._add_on_active(x, mask, lambda rows, lengths: self.ls1(
+                self.attn.forward_packed(self.norm1(rows), lengths)))
         keys = mask if mask.dtype == torch.bool else mask.detach() > 0.5
         y, _ = self.attn(self.norm1(x), ctx._replace(keys=keys), False)
         return x + self.drop_path(self.ls1(y)) * mask[..., None].to(x.dtype)

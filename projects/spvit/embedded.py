@@ -10,6 +10,7 @@ from typing import Optional
 from mmengine.config import Config
 from mmengine.runner import Runner
 
+from ..core.schedule import set_max_epochs
 from .export import export_compact
 from .flops import arch_macs, find_backbone
 from .arch import load_arch
@@ -29,10 +30,7 @@ def _prepare(cfg: Config, work_dir: str, seed: int, epochs: Optional[int],
     if epochs:
         epochs = min(epochs, cfg.train_cfg.max_epochs) if 'spvit_finetune_base' in cfg \
             else epochs   # the search never runs longer than its config says
-        cfg.train_cfg.max_epochs = epochs
-        for sched in cfg.get('param_scheduler') or []:
-            sched['end'] = min(sched.get('end', epochs), epochs)
-            sched['begin'] = min(sched.get('begin', 0), sched['end'])
+        set_max_epochs(cfg, epochs)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
     return cfg

@@ -135,7 +135,7 @@ def test_packed_mlp_equals_masked_dense_mlp_with_empty_and_full_samples():
     mask[0] = False  # a sample with no active token
     mask[1] = True   # and one with all
     with torch.no_grad():
-        packed = block._packed_mlp(x, mask)
+        packed, _ = block.forward_mlp(x, TokenContext(), mask)
         dense = x + block.mlp_branch(x) * mask[..., None]
     torch.testing.assert_close(packed, dense, rtol=0, atol=1e-6)
     assert torch.equal(packed[0], x[0])

@@ -22,8 +22,9 @@ ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, osp.join(ROOT, 'tools'))
 
 import run_embedded_default as job  # noqa: E402
-from embedded import methods, probe, report  # noqa: E402
-from embedded.optim import TrainableOnlyOptimWrapperConstructor  # noqa: E402
+from embedded import methods, report  # noqa: E402
+from projects.core import linear_probe as probe  # noqa: E402
+from projects.core.trainable_only_optim import TrainableOnlyOptimWrapperConstructor  # noqa: E402,E501
 
 TINY = dict(embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=64)
 
@@ -134,6 +135,53 @@ def test_l2_is_chosen_on_val_by_accuracy_ties_to_the_stronger():
         assert score == probe.accuracy(*val, w, b)
     top = max(scores.values())
     assert best == max(l2 for l2, s in scores.items() if s == top)
+
+
+# ------------------------------------------------------------------ LP-FT hook
+def test_lpft_hook_of_the_recipe_sets_the_head_to_the_probe_and_skips_on_resume(
+        data_root, monkeypatch):
+    """The shared recipe's LinearProbeInitHook (what tools/train.py runs too): L2 chosen
+    train -> val, the head = the probe fitted on train + val features of the model's
+    initial state, recomputed here by hand; a resumed run keeps its head."""
+    from types import SimpleNamespace
+
+    from mmengine.config import Config
+    from mmengine.logging import MMLogger
+    from mmengine.registry import HOOKS
+
+    from projects.core.hooks.linear_probe_init_hook import split_loader
+    from projects.core.model_builder import build_model_from_cfg
+    monkeypatch.chdir(data_root)
+    cfg = Config.fromfile(osp.join(ROOT, 'configs', methods.METHODS['lora']))
+    cfg.model.backbone.update(arch=TINY, init_cfg=None)
+    cfg.model.head.in_channels = 32
+    hook_cfg = [h for h in cfg.custom_hooks if h['type'] == 'LinearProbeInitHook']
+    assert len(hook_cfg) == 1 and tuple(hook_cfg[0]['fit_splits']) == ('train', 'val')
+    grid = (1e-3, 1e-1, 10.0)
+    with DefaultScope.overwrite_default_scope('mmpretrain'):  # as inside a Runner
+        model = build_model_from_cfg(cfg).eval()
+        hook = HOOKS.build(dict(hook_cfg[0], l2_grid=grid))
+        before = model.head.fc.weight.detach().clone()
+        runner = SimpleNamespace(model=model, cfg=cfg, iter=0,
+                                 logger=MMLogger.get_instance('lpft_test'))
+        hook.before_train(runner)
+        feats = {s: probe.extract(model, split_loader(cfg, s)) for s in ('train', 'val')}
+    scores = {}
+    for l2 in grid:
+        w, b = probe.fit_logistic(*feats['train'], 10, l2)
+        scores[l2] = probe.accuracy(*feats['val'], w, b)
+    best = max(l2 for l2, acc in scores.items() if acc == max(scores.values()))
+    w, b = probe.fit_logistic(torch.cat([feats['train'][0], feats['val'][0]]),
+                              torch.cat([feats['train'][1], feats['val'][1]]), 10, best)
+    assert hook.fitted['l2'] == best
+    assert torch.equal(model.head.fc.weight, w) and torch.equal(model.head.fc.bias, b)
+    assert not torch.equal(before, w)
+    # resumed training: the head comes from the checkpoint, the hook leaves it alone
+    with torch.no_grad():
+        model.head.fc.weight.zero_()
+    runner.iter = 3
+    hook.before_train(runner)
+    assert model.head.fc.weight.abs().sum() == 0
 
 
 # ------------------------------------------------------------------ aggregation

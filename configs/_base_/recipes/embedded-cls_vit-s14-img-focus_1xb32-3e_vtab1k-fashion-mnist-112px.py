@@ -6,9 +6,10 @@
 #
 # Choices made on val200 (train on train800, `--protocol val`), never on test; see
 # tools/embedded/ and the README's main-job section:
-# * head_init='linear-probe' (LP-FT): the tool sets the linear head to the converged,
-#   L2-regularised logistic regression of the model's own initial features before
-#   training (3 epochs are far too few for a random head to converge);
+# * LP-FT (`LinearProbeInitHook`, projects/core/hooks): before training the linear head
+#   is set to the converged, L2-regularised logistic regression of the model's own
+#   initial features (3 epochs are far too few for a random head to converge); the
+#   same in tools/train.py and in the main job;
 # * pooling: the head reads the mean of the final-normed patch tokens (size-weighted
 #   after token merging, via the unmerged feature map), which val200 prefers to the
 #   class token for both the frozen and the merging backbone.
@@ -29,8 +30,15 @@ train_dataloader = dict(dataset=dict(pipeline=pipeline))
 test_dataloader = dict(batch_size=100, dataset=dict(pipeline=pipeline))
 model = dict(backbone=dict(img_size=img_size, out_type='featmap'),
              neck=dict(_delete_=True, type='GlobalAveragePooling'))
-# read by tools/run_embedded_default.py (tools/train.py ignores it: random head)
-head_init = 'linear-probe'
+# LP-FT: L2 chosen train800 -> val200, the probe fitted on the training split(s)
+# (the main job's `--protocol val` fits on train800 alone)
+custom_hooks = [
+    dict(type='RNGStateHook'),
+    dict(type='LinearProbeInitHook', select_splits=('train', 'val'),
+         fit_splits=('train', 'val')),
+]
+# optimizer groups of the trainable parameters only: no warning per frozen parameter
+optim_wrapper = dict(constructor='TrainableOnlyOptimWrapperConstructor')
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-3, by_epoch=True, begin=0, end=1,
          convert_to_iter_based=True),

@@ -17,4 +17,9 @@ model = dict(
             structured=dict(type='lora', rank=4, scale=1.0, dropout=0.1),
             rule='thesis',
             sensitivity=dict(num_samples=128, batch_size=32, train_mode=False))))
-custom_hooks = [dict(type='RNGStateHook'), dict(type='SPTAllocationHook')]
+custom_hooks = [
+    dict(type='RNGStateHook'),
+    dict(type='SPTAllocationHook'),
+    dict(type='LinearProbeInitHook', select_splits=('train', 'val'),
+         fit_splits=('train', 'val')),
+]

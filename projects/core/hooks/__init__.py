@@ -1,5 +1,6 @@
 """Runner hooks; importing this package registers them in mmengine's HOOKS registry,
 which the mmpretrain and mmseg runners both search."""
+from .linear_probe_init_hook import LinearProbeInitHook
 from .rng_state_hook import RNGStateHook, get_rng_state, set_rng_state
 
-__all__ = ['RNGStateHook', 'get_rng_state', 'set_rng_state']
+__all__ = ['LinearProbeInitHook', 'RNGStateHook', 'get_rng_state', 'set_rng_state']

@@ -1,4 +1,5 @@
-"""The linear-probe floor of the main job: a multinomial logistic regression on frozen
+"""The linear-probe floor of the main job (and the LP-FT head start,
+``hooks/linear_probe_init_hook.py``): a multinomial logistic regression on frozen
 features, trained to convergence, its L2 strength chosen on the validation split only.
 
 Why full-batch L-BFGS on pre-extracted features rather than the job's SGD recipe: a
