@@ -5,6 +5,7 @@
 # merging backbone unmerges them back to the full 1/16 grid there, the same tap rule as
 # the UPerNet configs (upernet_pyra-vit-b16.py), with one tap instead of four.
 # Leaves choose merge_mode / merge_schedule.
+_base_ = ['./pyra-vit-b16_seg-512.py']
 data_preprocessor = dict(
     type='SegDataPreProcessor',
     # the augreg / Segmenter ViT weights expect inputs scaled to [-1, 1]
@@ -17,23 +18,7 @@ data_preprocessor = dict(
 model = dict(
     type='EncoderDecoder',
     data_preprocessor=data_preprocessor,
-    backbone=dict(
-        type='PYRAViT',
-        arch='b',
-        img_size=(512, 512),
-        patch_size=16,
-        out_type='featmap',
-        out_indices=(11, ),
-        final_norm=True,
-        with_cls_token=True,
-        drop_path_rate=0.1,
-        interpolate_mode='bicubic',
-        merge_mode='pyra',
-        merge_schedule='low',
-        lora_cfg=dict(rank=8, alpha=8, dropout=0.1),
-        frozen=True,
-        init_cfg=dict(type='Pretrained',
-                      checkpoint='checkpoints/vit_base_patch16_224.augreg_in21k.pth')),
+    backbone=dict(out_indices=(11, ), final_norm=True),
     decode_head=dict(
         type='SegmenterMaskTransformerHead',
         in_channels=768,

@@ -1,6 +1,7 @@
 # UPerNet on a PYRA ViT-B/16 whose merged tokens are unmerged to the full 1/16 grid at
 # each of the four taps (out_indices as mmseg's ViT-B UPerNet), LoRA on q/k/v, frozen
 # backbone, heads fully trained. Leaves choose merge_mode / merge_schedule.
+_base_ = ['./pyra-vit-b16_seg-512.py']
 norm_cfg = dict(type='SyncBN', requires_grad=True)
 data_preprocessor = dict(
     type='SegDataPreProcessor',
@@ -13,23 +14,7 @@ data_preprocessor = dict(
 model = dict(
     type='EncoderDecoder',
     data_preprocessor=data_preprocessor,
-    backbone=dict(
-        type='PYRAViT',
-        arch='b',
-        img_size=(512, 512),
-        patch_size=16,
-        out_type='featmap',
-        out_indices=(2, 5, 8, 11),
-        final_norm=False,
-        with_cls_token=True,
-        drop_path_rate=0.1,
-        interpolate_mode='bicubic',
-        merge_mode='pyra',
-        merge_schedule='low',
-        lora_cfg=dict(rank=8, alpha=8, dropout=0.1),
-        frozen=True,
-        init_cfg=dict(type='Pretrained',
-                      checkpoint='checkpoints/vit_base_patch16_224.augreg_in21k.pth')),
+    backbone=dict(out_indices=(2, 5, 8, 11), final_norm=False),
     neck=dict(type='MultiLevelNeck', in_channels=[768, 768, 768, 768], out_channels=768,
               scales=[4, 2, 1, 0.5]),
     decode_head=dict(
