@@ -34,7 +34,7 @@ METHODS: Dict[str, str] = {
 # What fits 15 min on 2 cores for the whole command, setup included.
 DEFAULT_METHODS = ['lora', 'tome-lora', 'pyra-lora']
 # The floor row: the frozen backbone of the first config method with a converged
-# logistic regression on top (tools/embedded/probe.py); not a --methods entry.
+# logistic regression on top (projects/core/linear_probe.py); not a --methods entry.
 PROBE = 'linear-probe'
 PLUGIN_KEYS = ('model', 'metrics', 'trainable', 'runner')
 
