@@ -71,15 +71,29 @@ def accuracy(x: Tensor, y: Tensor, weight: Tensor, bias: Tensor) -> float:
     return 100.0 * (pred == y).float().mean().item()
 
 
+def log_loss(x: Tensor, y: Tensor, weight: Tensor, bias: Tensor) -> float:
+    """Mean cross-entropy of the fitted probe (what fine-tuning starts from)."""
+    return F.cross_entropy(x.float() @ weight.T + bias, y).item()
+
+
 def choose_l2(train: Tuple[Tensor, Tensor], val: Tuple[Tensor, Tensor], num_classes: int,
-              grid: Sequence[float] = L2_GRID) -> Tuple[float, Dict[float, float]]:
-    """The L2 strength with the best validation accuracy (ties: the stronger one, the
-    simpler model) and every grid point's validation accuracy."""
+              grid: Sequence[float] = L2_GRID,
+              criterion: str = 'accuracy') -> Tuple[float, Dict[float, float]]:
+    """The L2 strength that scores best on the validation split and every grid point's
+    score. ``criterion='accuracy'`` (the floor: the best linear classifier; ties go to
+    the stronger L2, the simpler model) or ``'loss'`` (validation cross-entropy, lowest
+    wins: the LP-FT head start, where an over-confident head -- a weak L2 that ties on
+    accuracy -- gives huge first gradients once dropout and drop-path are on)."""
+    if criterion not in ('accuracy', 'loss'):
+        raise ValueError(f"criterion must be 'accuracy' or 'loss', got {criterion!r}.")
     scores = {}
     for l2 in grid:
         w, b = fit_logistic(*train, num_classes, l2)
-        scores[l2] = accuracy(*val, w, b)
-    best = max(scores.items(), key=lambda kv: (kv[1], kv[0]))[0]
+        scores[l2] = accuracy(*val, w, b) if criterion == 'accuracy' else log_loss(*val, w, b)
+    if criterion == 'accuracy':
+        best = max(scores.items(), key=lambda kv: (kv[1], kv[0]))[0]
+    else:
+        best = min(scores.items(), key=lambda kv: (kv[1], -kv[0]))[0]
     return best, scores
 
 

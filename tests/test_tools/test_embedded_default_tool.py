@@ -135,6 +135,17 @@ def test_l2_is_chosen_on_val_by_accuracy_ties_to_the_stronger():
         assert score == probe.accuracy(*val, w, b)
     top = max(scores.values())
     assert best == max(l2 for l2, s in scores.items() if s == top)
+    # by validation cross-entropy: the lowest wins, a weak L2 that only ties on
+    # accuracy loses (over-confident)
+    best_loss, losses = probe.choose_l2(train, val, 2, grid=(1e-4, 1e-2, 10.0),
+                                        criterion='loss')
+    for l2, loss in losses.items():
+        w, b = probe.fit_logistic(*train, 2, l2)
+        ref = torch.nn.functional.cross_entropy(val[0].float() @ w.T + b, val[1]).item()
+        assert loss == pytest.approx(ref)
+    assert best_loss == min(losses, key=losses.get)
+    with pytest.raises(ValueError, match="criterion must be 'accuracy' or 'loss'"):
+        probe.choose_l2(train, val, 2, criterion='f1')
 
 
 # ------------------------------------------------------------------ LP-FT hook
@@ -166,11 +177,13 @@ def test_lpft_hook_of_the_recipe_sets_the_head_to_the_probe_and_skips_on_resume(
                                  logger=MMLogger.get_instance('lpft_test'))
         hook.before_train(runner)
         feats = {s: probe.extract(model, split_loader(cfg, s)) for s in ('train', 'val')}
-    scores = {}
+    losses = {}  # the hook's default criterion: validation cross-entropy, by hand
     for l2 in grid:
         w, b = probe.fit_logistic(*feats['train'], 10, l2)
-        scores[l2] = probe.accuracy(*feats['val'], w, b)
-    best = max(l2 for l2, acc in scores.items() if acc == max(scores.values()))
+        logp = torch.log_softmax(feats['val'][0] @ w.T + b, 1)
+        losses[l2] = -logp[torch.arange(len(logp)), feats['val'][1]].mean().item()
+    best = min(losses, key=losses.get)
+    assert hook.fitted['val_scores'] == pytest.approx(losses, rel=1e-5)
     w, b = probe.fit_logistic(torch.cat([feats['train'][0], feats['val'][0]]),
                               torch.cat([feats['train'][1], feats['val'][1]]), 10, best)
     assert hook.fitted['l2'] == best

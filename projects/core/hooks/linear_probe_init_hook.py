@@ -51,9 +51,11 @@ def probe_head(model, cfg, select_splits: Sequence[str] = ('train', 'val'),
                fit_splits: Sequence[str] = ('train', 'val'),
                progress: Optional[Callable[[int], None]] = None,
                cache: Optional[Dict[str, Features]] = None,
-               grid: Sequence[float] = L2_GRID) -> Dict[str, object]:
-    """The converged probe of ``model``'s features: L2 chosen on ``select_splits``, then
-    fitted on the concatenation of ``fit_splits``. ``cache`` holds and receives the
+               grid: Sequence[float] = L2_GRID,
+               criterion: str = 'accuracy') -> Dict[str, object]:
+    """The converged probe of ``model``'s features: L2 chosen on ``select_splits`` by
+    ``criterion`` (see ``choose_l2``), then fitted on the concatenation of
+    ``fit_splits``. ``cache`` holds and receives the
     features per split (the main job shares them between rows with the same backbone)."""
     if len(select_splits) != 2:
         raise ValueError(f'select_splits must be (fit split, scoring split), got '
@@ -64,7 +66,7 @@ def probe_head(model, cfg, select_splits: Sequence[str] = ('train', 'val'),
             cache[split] = extract(model, split_loader(cfg, split), progress=progress)
     num_classes = int(head_fc(model).out_features)
     l2, scores = choose_l2(cache[select_splits[0]], cache[select_splits[1]], num_classes,
-                           grid)
+                           grid, criterion)
     x = torch.cat([cache[s][0] for s in fit_splits])
     y = torch.cat([cache[s][1] for s in fit_splits])
     weight, bias = fit_logistic(x, y, num_classes, l2)
@@ -81,15 +83,18 @@ class LinearProbeInitHook(Hook):
         select_splits: (fit, score) splits that choose the L2 strength.
         fit_splits: splits the final probe is fitted on: those the runner trains on.
         l2_grid: L2 strengths to choose from.
+        select_by: 'loss' (default: the calibrated head with the lowest validation
+            cross-entropy, a safe start for fine-tuning) or 'accuracy'.
     """
     priority = 'VERY_LOW'  # after hooks that build structure before training (SPT)
 
     def __init__(self, select_splits: Sequence[str] = ('train', 'val'),
                  fit_splits: Sequence[str] = ('train', 'val'),
-                 l2_grid: Sequence[float] = L2_GRID) -> None:
+                 l2_grid: Sequence[float] = L2_GRID, select_by: str = 'loss') -> None:
         self.select_splits = tuple(select_splits)
         self.fit_splits = tuple(fit_splits)
         self.l2_grid = tuple(l2_grid)
+        self.select_by = select_by
         # set by a caller that already has the features / wants progress
         self.features: Dict[str, Features] = {}
         self.progress: Optional[Callable[[int], None]] = None
@@ -100,12 +105,14 @@ class LinearProbeInitHook(Hook):
             return
         model = runner.model.module if hasattr(runner.model, 'module') else runner.model
         self.fitted = probe_head(model, runner.cfg, self.select_splits, self.fit_splits,
-                                 self.progress, self.features, self.l2_grid)
+                                 self.progress, self.features, self.l2_grid,
+                                 self.select_by)
         fc = head_fc(model)
         with torch.no_grad():
             fc.weight.copy_(self.fitted['weight'])
             fc.bias.copy_(self.fitted['bias'])
         runner.logger.info(
             f'LP-FT: head set to the linear probe fitted on {"+".join(self.fit_splits)} '
-            f'(l2={self.fitted["l2"]} chosen on {self.select_splits[1]}; accuracy per l2: '
+            f'(l2={self.fitted["l2"]} chosen on {self.select_splits[1]}; '
+            f'{self.select_by} per l2: '
             f'{self.fitted["val_scores"]})')
