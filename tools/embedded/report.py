@@ -32,10 +32,12 @@ def aggregate(per_seed: Dict[int, Dict[str, Row]]) -> Dict[str, Row]:
     return out
 
 
-def format_table(rows: Dict[str, Row], title: str, base: str) -> List[str]:
-    """The console table; speed-up is relative to the row ``base``."""
+def format_table(rows: Dict[str, Row], title: str, base: str,
+                 split: str = 'test') -> List[str]:
+    """The console table; speed-up is relative to the row ``base``; ``split`` names the
+    split the accuracy was measured on."""
     multi = any(r.get('seeds', 1) > 1 for r in rows.values())
-    acc_head = 'test top-1 (mean ± std)' if multi else 'test top-1'
+    acc_head = f'{split} top-1 (mean ± std)' if multi else f'{split} top-1'
     lines = [title,
              f'{"method":<14} {acc_head:>23} {"img/s":>8} {"speed-up":>9} {"GFLOPs":>7} '
              f'{"MLP tokens":>10} {"trainable":>10} {"minutes":>8}']
@@ -49,7 +51,7 @@ def format_table(rows: Dict[str, Row], title: str, base: str) -> List[str]:
     return lines
 
 
-def build_figure(rows: Dict[str, Row], title: str, batch: int = 32):
+def build_figure(rows: Dict[str, Row], title: str, batch: int = 32, split: str = 'test'):
     """Accuracy (error bars: std over seeds) against measured throughput, one labelled
     point per row. Returned rather than saved so a test can read the plotted data."""
     import matplotlib
@@ -62,7 +64,7 @@ def build_figure(rows: Dict[str, Row], title: str, batch: int = 32):
         ax.annotate(name, (r['img_per_s'], r['acc']), textcoords='offset points',
                     xytext=(5, 5), fontsize=8)
     ax.set_xlabel(f'measured throughput (images/s, batch {batch}, CPU)')
-    ax.set_ylabel('test top-1 (%)')
+    ax.set_ylabel(f'{split} top-1 (%)')
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc='best')
@@ -70,9 +72,10 @@ def build_figure(rows: Dict[str, Row], title: str, batch: int = 32):
     return fig
 
 
-def save_figure(rows: Dict[str, Row], title: str, path: str, batch: int = 32) -> str:
+def save_figure(rows: Dict[str, Row], title: str, path: str, batch: int = 32,
+                split: str = 'test') -> str:
     import matplotlib.pyplot as plt
-    fig = build_figure(rows, title, batch)
+    fig = build_figure(rows, title, batch, split)
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
