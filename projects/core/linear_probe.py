@@ -19,18 +19,27 @@ from torch import Tensor
 L2_GRID = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
 
 
+# Floor of a feature's std, relative to the median feature's: a near-constant feature
+# (the distilled ViT-Ti/14 has some) would otherwise be scaled up by ~1/std and get a
+# folded weight in the hundreds, which blows up the logits as soon as dropout or
+# drop-path moves it during fine-tuning (LP-FT).
+REL_STD_FLOOR = 1e-2
+
+
 def standardise(train: Tensor) -> Tuple[Tensor, Tensor]:
-    """Per-feature mean and std of ``train`` (std floored) so one L2 grid fits every
-    feature scale; the fitted weights are folded back to raw features."""
+    """Per-feature mean and std of ``train`` (std floored at ``REL_STD_FLOOR`` x the
+    median std) so one L2 grid fits every feature scale; the fitted weights are folded
+    back to raw features."""
     mean = train.mean(0)
-    std = train.std(0).clamp_min(1e-6)
-    return mean, std
+    std = train.std(0)
+    floor = (REL_STD_FLOOR * std.median()).clamp_min(1e-12)
+    return mean, std.clamp_min(floor)
 
 
 def fit_logistic(x: Tensor, y: Tensor, num_classes: int, l2: float,
                  max_iter: int = 300, tol: float = 1e-6) -> Tuple[Tensor, Tensor]:
     """Weights ``(C, D)`` and bias ``(C,)`` of the logistic regression on standardised
-    features ``z = (x - mean) / std`` (statistics of ``x``, std with n - 1) minimising
+    features ``z = (x - mean) / std`` (statistics of ``x``, std with n - 1, floored) minimising
     mean cross-entropy + ``l2 / 2 * ||w_z||^2`` (bias not penalised), folded back to raw
     features: ``x @ W.T + b`` gives the logits directly, which is what lets the probe
     initialise a ``LinearClsHead`` (LP-FT). Standardising makes the penalty scale-free
