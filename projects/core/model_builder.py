@@ -1,4 +1,5 @@
 """Build a model from an mmpretrain or mmseg config with the right registry scope."""
+import copy
 from typing import Sequence
 
 from mmengine.config import Config
@@ -28,11 +29,16 @@ def build_model_from_cfg(cfg: Config,
                          scopes: Sequence[str] = tuple(SCOPE_TASKS)) -> nn.Module:
     """Build ``cfg.model`` in the config's ``default_scope`` (one of ``scopes``: a tool
     for one library passes only that one); SyncBN becomes BN so the model runs in a
-    single CPU process (tools that benchmark or convert)."""
+    single CPU process (tools that benchmark or convert). A top-level
+    ``data_preprocessor`` (mmpretrain configs keep mean/std and BGR->RGB there) goes
+    into the model as mmengine's Runner puts it, so a tool normalises like training."""
     scope = check_scope(cfg, scopes)
     if scope == 'mmseg':
         from mmseg.registry import MODELS
     else:
         from mmpretrain.registry import MODELS
     init_default_scope(scope)
-    return revert_sync_batchnorm(MODELS.build(cfg.model))
+    model_cfg = copy.deepcopy(cfg.model)
+    if cfg.get('data_preprocessor') is not None and isinstance(model_cfg, dict):
+        model_cfg.setdefault('data_preprocessor', cfg.data_preprocessor)
+    return revert_sync_batchnorm(MODELS.build(model_cfg))

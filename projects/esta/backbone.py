@@ -212,7 +212,7 @@ class StitchedViT(BaseModule):
         if s.is_anchor:
             _, _, taps = front.forward_blocks(tokens, ctx)
             return tuple(self._project(s.front, t, taps[t]) for t in self.out_indices)
-        tokens, ctx, front_taps = front.forward_blocks(tokens, ctx, 0, s.j + 1)
+        tokens, ctx, front_taps = self._front_blocks(front, tokens, ctx, 0, s.j + 1)
         tokens = self.stitch_layers[s.layer](tokens, stitch_of(ctx))
         gap = {t: end.format_output(tokens, ctx) for t in self.out_indices if s.j < t < s.k}
         _, ctx, end_taps = end.forward_blocks(tokens, ctx, s.k, self.depth)
@@ -224,16 +224,27 @@ class StitchedViT(BaseModule):
                 outs.append(self._project(s.front, t, front_taps[t]))
         return tuple(outs)
 
+    def _front_blocks(self, anchor: PYRAViT, tokens: Tensor, ctx, start: int, end: int):
+        """``anchor.forward_blocks(tokens, ctx, start, end)`` without the final norm
+        after the last block: a stitching layer reads the residual stream at every depth
+        (SN-Net), also when the front runs all blocks (j = L-1), so stitches (L-1, k)
+        read tokens of the same kind as the other stitches of their layer (on the
+        embedded family the 'joint' LS residual is the same either way; projects/esta/
+        README.md). The front's tap at L-1 is then un-normed; no stitch reads it
+        (``StitchSpace.tap_source``: t >= k is the end anchor's)."""
+        return anchor.forward_blocks(tokens, ctx, start, end, final_norm=False)
+
     # ---------------------------------------------------- least-squares stitching
     @torch.no_grad()
     def anchor_activations(self, anchor: int, x: Tensor) -> List[Tensor]:
         """[input of block 0, output of block 0, ..., output of block L-1] of one
-        anchor (no stitch-specific bias), each (B * N, C)."""
+        anchor (no stitch-specific bias, no final norm: what the stitched forward feeds
+        a stitching layer), each (B * N, C)."""
         model = self.anchors[anchor]
         tokens, ctx = model.embed(x)
         acts = [tokens.reshape(-1, tokens.shape[-1])]
         for i in range(self.depth):
-            tokens, ctx, _ = model.forward_blocks(tokens, ctx, i, i + 1)
+            tokens, ctx, _ = self._front_blocks(model, tokens, ctx, i, i + 1)
             acts.append(tokens.reshape(-1, tokens.shape[-1]))
         return acts
 

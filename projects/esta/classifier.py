@@ -23,16 +23,17 @@ class StitchedImageClassifier(ImageClassifier):
         self.distill = distill
         self.distill_weight = distill_weight
 
-    def _feats(self, inputs: Tensor, stitch: int):
+    def extract_stitch_feat(self, inputs: Tensor, stitch: int):
+        """What the head reads for ``stitch`` (backbone path + neck)."""
         feats = self.backbone(inputs, stitch=stitch)
         return self.neck(feats) if self.with_neck else feats
 
     def loss(self, inputs: Tensor, data_samples: List) -> dict:
         stitch, teacher = self.backbone.stitch, self.backbone.teacher_stitch
-        feats = self._feats(inputs, stitch)
+        feats = self.extract_stitch_feat(inputs, stitch)
         if not self.distill or stitch == teacher:
             return self.head.loss(feats, data_samples)
-        teacher_feats = self._feats(inputs, teacher)
+        teacher_feats = self.extract_stitch_feat(inputs, teacher)
         losses = {f'{k}_teacher': v for k, v in self.head.loss(teacher_feats, data_samples).items()}
         w = self.distill_weight
         student = self.head.loss(feats, data_samples)

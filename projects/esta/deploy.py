@@ -22,7 +22,7 @@ from ..core.atomic_io import atomic_torch_save, atomic_write_text
 from ..core.model_builder import build_model_from_cfg
 from .hooks import DEPLOY_FILE
 
-TRAINING_ONLY_HOOKS = ('ESTASamplingHook', 'StitchInitHook')
+TRAINING_ONLY_HOOKS = ('ESTASamplingHook', 'StitchInitHook', 'LinearProbeInitHook')
 
 
 def deploy_config(cfg: Config, backbone: nn.Module, stitch: int) -> Config:

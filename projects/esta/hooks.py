@@ -141,6 +141,10 @@ class ESTASamplingHook(Hook):
             self._pending = None
         self.warmup_iters = int(round(self.warmup_ratio * runner.max_iters))
         self.attach(backbone)
+        # until the first iteration the model is the largest anchor: an LP-FT head
+        # (LinearProbeInitHook, priority VERY_LOW, runs after this hook) is fitted on
+        # the distillation teacher's features
+        backbone.set_stitch(backbone.teacher_stitch)
         print_log(f'ESTA: {len(self.sampler)} stitches in {len(self.sampler.intervals)} '
                   f'FLOPs intervals, {self.warmup_iters} warm-up iterations', 'current')
 

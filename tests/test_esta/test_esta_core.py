@@ -201,3 +201,46 @@ def test_joint_least_squares_equals_numpy_on_stacked_rows():
         assert res <= np.linalg.norm(ys - ys.mean(0))  # never worse than the mean map
     with pytest.raises(ValueError, match="'average' or 'joint'"):
         model.init_stitching_layers(x, mode='mean')
+
+
+def test_front_at_last_block_stitches_the_unnormed_residual_stream():
+    """Stitch (L-1, k): the stitching layer reads the front's last block output before
+    its final norm (SN-Net; what every other stitch of the layer reads), checked
+    against an independent path built from plain PYRAViTs."""
+    model = build().eval()
+    randomise_peft(model)
+    x = torch.randn(2, 3, 28, 28)
+    space, depth = model.space, model.depth
+    for sid, s in enumerate(space.stitches):
+        if s.is_anchor or s.j != depth - 1:
+            continue
+        state = model.folded_state_dict(sid)
+        part = {a: {k[len(f'anchors.{a}.'):]: v for k, v in state.items()
+                    if k.startswith(f'anchors.{a}.')} for a in (0, 1)}
+        front = PYRAViT(**anchor(16, 2, lora=False), final_norm=False, out_type='raw').eval()
+        front.load_state_dict({k: v for k, v in part[0].items() if not k.startswith('norm.')})
+        end = PYRAViT(**anchor(32, 4, lora=False)).eval()
+        end.load_state_dict(part[1])
+        w = state[f'stitch_layers.{s.layer}.weight']
+        b = state[f'stitch_layers.{s.layer}.bias']
+        with torch.no_grad():
+            raw = front(x)[0]  # (B, 1 + N, C) after the last block, no final norm
+            _, ctx = end.embed(x)
+            tokens, ctx, taps = end.forward_blocks(F.linear(raw, w, b), ctx, s.k, depth)
+            want = taps[depth - 1]
+            got = model(x, stitch=sid)[0]
+            normed = model.anchors[0].norm(raw)
+            _, _, taps_n = end.forward_blocks(F.linear(normed, w, b), end.embed(x)[1], s.k,
+                                              depth)
+        assert (got - want).abs().max() <= 1e-5, sid
+        assert (got - taps_n[depth - 1]).abs().max() > 1e-3  # the norm would matter
+    # the least-squares init reads the same tokens (no stitch biases, zero LoRA here)
+    fresh = build().eval()
+    front = PYRAViT(**anchor(16, 2, lora=False), final_norm=False, out_type='raw').eval()
+    front.load_state_dict({k[len('anchors.0.'):]: v for k, v in fresh.folded_state_dict(0).items()
+                           if k.startswith('anchors.0.') and not k.startswith('anchors.0.norm.')})
+    with torch.no_grad():
+        raw = front(x)[0]
+    acts = fresh.anchor_activations(0, x)
+    assert (acts[depth] - raw.reshape(-1, raw.shape[-1])).abs().max() <= 1e-5
+    assert (acts[depth] - fresh.anchors[0].norm(acts[depth])).abs().max() > 1e-2

@@ -80,6 +80,8 @@ def test_exported_stitch_equals_supernet_and_runs_under_tools_test(runs, subproc
         cfg_build = Config.fromfile(CFG)
         for anchor in cfg_build.model.backbone.anchors:
             anchor.pop('init_cfg', None)
+        # the runner's normalisation, as tools/test.py applies it
+        cfg_build.model.data_preprocessor = cfg_build.data_preprocessor
         supernet = build_model_from_cfg(cfg_build).eval()
         load_checkpoint(supernet, ckpt, map_location='cpu', strict=True)
         loader = Runner.build_dataloader(Config.fromfile(paths[0]).test_dataloader)
@@ -110,6 +112,17 @@ def test_exported_stitch_equals_supernet_and_runs_under_tools_test(runs, subproc
          '--work-dir', str(tmp_path / 'test')], ROOT, timeout=600))
     acc = float(re.findall(r'accuracy/top1: ([0-9.]+)', out)[-1])
     assert acc == pytest.approx(100.0 * correct / total, abs=1e-3)
+    # the every-stitch evaluation tool gives the same accuracy for that stitch
+    sys.path.insert(0, osp.join(ROOT, 'tools', 'analysis'))
+    import esta_eval_stitches
+    esta_eval_stitches.main([CFG, ckpt, '--stitches', str(real), '0', '--no-speed',
+                             '--out-dir', str(tmp_path / 'eval')])
+    import json
+    summary = json.load(open(tmp_path / 'eval' / 'esta_stitches.json'))
+    row = next(r for r in summary['rows'] if r['stitch'] == real)
+    assert summary['test_images'] == total
+    assert row['accuracy'] == pytest.approx(100.0 * correct / total, abs=1e-6)
+    assert row['gmacs'] * 1e9 == pytest.approx(supernet.backbone.stitch_macs(real))
 
 
 def test_run_embedded_returns_the_deployed_best_stitch(monkeypatch, tmp_path):
@@ -129,3 +142,40 @@ def test_run_embedded_returns_the_deployed_best_stitch(monkeypatch, tmp_path):
         want = supernet.head(supernet.backbone(x, stitch=best))
         got = model(x, mode='tensor')
     assert (want - got).abs().max() <= 1e-5
+
+
+def test_lpft_head_is_the_probe_of_the_largest_anchor(tmp_path):
+    """The embedded recipe's LP-FT on a supernet: LinearProbeInitHook runs after
+    ESTASamplingHook.before_train, which puts the model on the largest anchor, so the
+    head is the converged probe of the teacher's features (here computed again from
+    the teacher path), not of whatever stitch the model was left on."""
+    from projects.core.hooks.linear_probe_init_hook import split_loader
+    from projects.core.linear_probe import fit_logistic
+    cfg = Config.fromfile(CFG)
+    cfg.work_dir = str(tmp_path)
+    cfg.custom_hooks.append(dict(type='LinearProbeInitHook', l2_grid=(1e-2,)))
+    cfg.train_cfg.max_iters = 1
+    cfg.optim_wrapper.optimizer.lr = 0.0  # the head keeps the probe through the step
+    runner = Runner.from_cfg(cfg)
+    model = runner.model
+    model.backbone.set_stitch(0)  # the smaller anchor: a wrong place to fit the head
+    runner.train()
+    teacher = model.backbone.teacher_stitch
+
+    def probe(stitch):
+        feats, labels = [], []
+        model.eval()
+        with torch.no_grad():
+            for split in ('train', 'val'):
+                for data in split_loader(cfg, split):
+                    data = model.data_preprocessor(data, False)
+                    feats.append(model.extract_stitch_feat(data['inputs'], stitch)[-1])
+                    labels.append(torch.cat([d.gt_label for d in data['data_samples']]))
+        return fit_logistic(torch.cat(feats), torch.cat(labels), 10, 1e-2)
+
+    weight, bias = probe(teacher)
+    head = model.head.fc
+    assert torch.allclose(head.weight, weight, atol=1e-4)
+    assert torch.allclose(head.bias, bias, atol=1e-4)
+    other, _ = probe(0)
+    assert (head.weight - other).abs().max() > 1e-2

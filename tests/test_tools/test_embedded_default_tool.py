@@ -192,6 +192,10 @@ def test_lpft_hook_of_the_recipe_sets_the_head_to_the_probe_and_skips_on_resume(
     with DefaultScope.overwrite_default_scope('mmpretrain'):  # as inside a Runner
         model = build_model_from_cfg(cfg).eval()
         hook = HOOKS.build(dict(hook_cfg[0], l2_grid=grid))
+    # the config's top-level data_preprocessor is in the model, as a Runner puts it
+    torch.testing.assert_close(model.data_preprocessor.mean.flatten(),
+                               torch.tensor(cfg.data_preprocessor.mean))
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
         before = model.head.fc.weight.detach().clone()
         runner = SimpleNamespace(model=model, cfg=cfg, iter=0,
                                  logger=MMLogger.get_instance('lpft_test'))

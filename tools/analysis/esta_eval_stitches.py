@@ -30,6 +30,9 @@ def parse_args(argv=None):
     p.add_argument('--stitches', type=int, nargs='+', default=None, help='default: all')
     p.add_argument('--max-test-images', type=int, default=500)
     p.add_argument('--no-accuracy', action='store_true')
+    p.add_argument('--no-speed', action='store_true',
+                   help='skip the throughput measurement (time it separately, e.g. '
+                   'under /tmp/bench.sh with --no-accuracy)')
     p.add_argument('--bench-batch', type=int, default=32)
     p.add_argument('--bench-repeats', type=int, default=5)
     return p.parse_args(argv)
@@ -53,6 +56,7 @@ def main(argv=None):
     from mmengine.utils import ProgressBar
 
     import projects  # noqa: F401
+    from projects.core.atomic_io import atomic_write_text
     from projects.core.benchmark import measure_interleaved
     from projects.core.model_builder import build_model_from_cfg
     from projects.esta.deploy import deploy_config, folded_model_state
@@ -84,10 +88,13 @@ def main(argv=None):
             break
     bench = torch.cat(batch)[:args.bench_batch]
 
-    plain = build_model_from_cfg(deploy_config(build, backbone, backbone.teacher_stitch)).eval()
-    plain.load_state_dict(folded_model_state(model, backbone.teacher_stitch))
-    fns = {s: (lambda x, s=s: plain.backbone(x, stitch=s)) for s in stitches}
-    speed = measure_interleaved(fns, bench, warmup=1, repeats=args.bench_repeats)
+    speed = {s: dict(images_per_s=float('nan')) for s in stitches}
+    if not args.no_speed:
+        plain = build_model_from_cfg(
+            deploy_config(build, backbone, backbone.teacher_stitch)).eval()
+        plain.load_state_dict(folded_model_state(model, backbone.teacher_stitch))
+        fns = {s: (lambda x, s=s: plain.backbone(x, stitch=s)) for s in stitches}
+        speed = measure_interleaved(fns, bench, warmup=1, repeats=args.bench_repeats)
 
     rows = []
     head_params = sum(p.numel() for p in model.head.parameters()) if hasattr(model, 'head') else 0
@@ -113,7 +120,7 @@ def main(argv=None):
             for row in rows:
                 correct = 0
                 for i in range(0, len(images), 100):
-                    feats = model.backbone(images[i:i + 100], stitch=row['stitch'])
+                    feats = model.extract_stitch_feat(images[i:i + 100], row['stitch'])
                     correct += int((model.head(feats).argmax(-1) == labels[i:i + 100]).sum())
                 row['accuracy'] = 100.0 * correct / len(images)
                 bar.update()
@@ -126,13 +133,12 @@ def main(argv=None):
     summary = dict(num_stitches=len(rows), test_images=None if args.no_accuracy else
                    int(min(args.max_test_images, len(loader.dataset))),
                    gmacs_range=[min(r['gmacs'] for r in rows), max(r['gmacs'] for r in rows)],
-                   speed_ratio_range=[min(r['speed_ratio'] for r in rows),
-                                      max(r['speed_ratio'] for r in rows)],
+                   speed_ratio_range=None if args.no_speed else
+                   [min(r['speed_ratio'] for r in rows), max(r['speed_ratio'] for r in rows)],
                    deployed=deployed, rows=rows)
     if not args.no_accuracy and deployed:
         summary['deployed_on_pareto'] = sum(r['pareto'] for r in rows if r['deployed'])
-    with open(osp.join(out_dir, 'esta_stitches.json'), 'w') as f:
-        json.dump(summary, f, indent=1)
+    atomic_write_text(osp.join(out_dir, 'esta_stitches.json'), json.dumps(summary, indent=1))
     print(json.dumps({k: v for k, v in summary.items() if k != 'rows'}, indent=1))
     if not args.no_accuracy:
         _plot(rows, osp.join(out_dir, 'esta_stitches.png'))
