@@ -100,6 +100,13 @@ def parse_args(argv: List[str] = None) -> argparse.Namespace:
         p.error(f'--l2-grid {args.l2_grid}: every strength must be > 0.')
     if len(set(args.seeds)) != len(args.seeds):
         p.error(f'--seeds {args.seeds}: every seed once.')
+    plugins = [m for m in args.methods if is_plugin(resolve(m))]
+    if args.protocol == 'val' and plugins:
+        # a plug-in trains on its configs' own splits (train800val200 -> test); its row
+        # would be a test number labelled val200, fitted with val200 in the training set
+        p.error(f'--protocol val: the plug-in methods {plugins} always train on '
+                'train800val200 and report test; run them with --protocol test, or '
+                'choose their recipe with their own configs on --protocol val.')
     return args
 
 

@@ -46,6 +46,10 @@ def test_every_method_resolves_and_the_default_is_the_readme_set():
     assert methods.resolve(cfg) == osp.join(ROOT, cfg)
     with pytest.raises(SystemExit):
         job.parse_args(['--methods', 'no-such-method'])
+    # plug-ins train on train800val200 and report test: not under the val protocol
+    with pytest.raises(SystemExit):
+        job.parse_args(['--methods', 'lora', 'esta', '--protocol', 'val'])
+    assert job.parse_args(['--methods', 'esta']).protocol == 'test'
 
 
 def test_plugin_loader_errors_name_the_module_and_the_fix(tmp_path, monkeypatch):
