@@ -55,8 +55,8 @@ def probe_head(model, cfg, select_splits: Sequence[str] = ('train', 'val'),
                criterion: str = 'accuracy') -> Dict[str, object]:
     """The converged probe of ``model``'s features: L2 chosen on ``select_splits`` by
     ``criterion`` (see ``choose_l2``), then fitted on the concatenation of
-    ``fit_splits``. ``cache`` holds and receives the
-    features per split (the main job shares them between rows with the same backbone)."""
+    ``fit_splits``. ``cache`` holds and receives the features per split (the main job
+    shares them between rows with the same backbone)."""
     if len(select_splits) != 2:
         raise ValueError(f'select_splits must be (fit split, scoring split), got '
                          f'{select_splits!r}; e.g. ("train", "val").')
