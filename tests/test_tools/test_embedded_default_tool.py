@@ -12,6 +12,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from mmengine.config import Config
 from mmengine.logging import MMLogger
 from mmengine.optim import DefaultOptimWrapperConstructor
 from mmengine.registry import DefaultScope
@@ -24,6 +25,7 @@ sys.path.insert(0, osp.join(ROOT, 'tools'))
 import run_embedded_default as job  # noqa: E402
 from embedded import methods, report  # noqa: E402
 from projects.core import linear_probe as probe  # noqa: E402
+from projects.core.schedule import set_max_epochs  # noqa: E402
 from projects.core.trainable_only_optim import TrainableOnlyOptimWrapperConstructor  # noqa: E402,E501
 
 TINY = dict(embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=64)
@@ -38,7 +40,7 @@ def test_every_method_resolves_and_the_default_is_the_readme_set():
             assert osp.isfile(osp.join(methods.CONFIG_DIR, spec)), (name, spec)
     assert {'lora', 'tome-lora', 'pyra-lora', 'dyt', 'dyt-moe', 'spt-lora', 'spvit',
             'esta'} <= set(methods.METHODS)
-    assert job.parse_args([]).methods == ['lora', 'tome-lora', 'pyra-lora']
+    assert job.parse_args([]).methods == ['lora', 'pyra-lora']
     # names, config paths (relative to configs/ or the repo) and plug-ins all reach a method
     cfg = 'configs/' + methods.METHODS['dyt']
     args = job.parse_args(['--methods', 'lora', cfg, 'pkg.mod:run_embedded'])
@@ -50,6 +52,27 @@ def test_every_method_resolves_and_the_default_is_the_readme_set():
     with pytest.raises(SystemExit):
         job.parse_args(['--methods', 'lora', 'esta', '--protocol', 'val'])
     assert job.parse_args(['--methods', 'esta']).protocol == 'test'
+
+
+def test_default_merging_rows_are_the_recipe_stretched_to_10_epochs():
+    """The main job's ToMe / PYRA rows train 10 epochs (chosen on val200 with
+    ``--epochs 10`` on the 3-epoch recipe): their configs must be exactly that run and
+    differ from the LoRA row only by the merging."""
+    def load(name: str) -> Config:
+        return Config.fromfile(osp.join(methods.CONFIG_DIR, methods.METHODS[name]))
+
+    stretched = set_max_epochs(load('lora'), 10)
+    for name, mode in (('tome-lora', 'tome'), ('pyra-lora', 'pyra')):
+        cfg = load(name)
+        assert cfg.train_cfg == stretched.train_cfg
+        assert cfg.param_scheduler == stretched.param_scheduler
+        assert (cfg.model.backbone.merge_mode, cfg.model.backbone.merge_schedule) == \
+            (mode, 'low')
+        cfg.model.backbone.merge_mode = 'none'
+        cfg.model.backbone.pop('merge_schedule')
+        assert cfg.model == stretched.model
+        for key in ('optim_wrapper', 'train_dataloader', 'test_dataloader', 'custom_hooks'):
+            assert cfg[key] == stretched[key], key
 
 
 def test_plugin_loader_errors_name_the_module_and_the_fix(tmp_path, monkeypatch):
@@ -180,7 +203,6 @@ def test_lpft_hook_of_the_recipe_sets_the_head_to_the_probe_and_skips_on_resume(
     initial state, recomputed here by hand; a resumed run keeps its head."""
     from types import SimpleNamespace
 
-    from mmengine.config import Config
     from mmengine.logging import MMLogger
     from mmengine.registry import HOOKS
 

