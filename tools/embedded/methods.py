@@ -35,7 +35,7 @@ METHODS: Dict[str, str] = {
     'esta': 'projects.esta.embedded:run_embedded',
 }
 # What fits 15 min on 2 cores after setup: the probe, LoRA (3 epochs) and PYRA (10
-# epochs) took 10.1 min; with ToMe as well (`--methods lora tome-lora pyra-lora`) 17.1
+# epochs) took 10.7 min in a clean clone; with ToMe as well (`--methods lora tome-lora pyra-lora`) 17.1
 # min a seed, so ToMe, PYRA's own baseline, is a --methods row.
 DEFAULT_METHODS = ['lora', 'pyra-lora']
 # The floor row: the frozen backbone of the first config method with a converged
