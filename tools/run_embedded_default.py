@@ -40,16 +40,16 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, osp.join(ROOT, 'tools'))
 
 import projects  # noqa: E402,F401
-from projects.core.atomic_io import atomic_torch_save, atomic_write_text  # noqa: E402
-from projects.core.benchmark import measure_interleaved  # noqa: E402
-from projects.pyra import PYRAViT  # noqa: E402
+from projects.core.engine.atomic_io import atomic_torch_save, atomic_write_text  # noqa: E402
+from projects.core.analysis.benchmark import measure_interleaved  # noqa: E402
+from projects.vit import ComposableViT  # noqa: E402
 from projects.pyra.flops import executed_macs  # noqa: E402
 
-from projects.core.hooks.linear_probe_init_hook import (  # noqa: E402
+from projects.core.engine.hooks.linear_probe_init_hook import (  # noqa: E402
     LinearProbeInitHook, probe_head, split_loader)
-from projects.core.linear_probe import L2_GRID, accuracy, extract  # noqa: E402
-from projects.core.schedule import set_max_epochs  # noqa: E402
-from projects.core.trainable_only_optim import NAME as TRAINABLE_ONLY  # noqa: E402
+from projects.core.engine.linear_probe import L2_GRID, accuracy, extract  # noqa: E402
+from projects.core.engine.schedule import set_max_epochs  # noqa: E402
+from projects.core.engine.trainable_only_optim import NAME as TRAINABLE_ONLY  # noqa: E402
 
 from embedded import console, report  # noqa: E402
 from embedded.methods import (CONFIG_DIR, DEFAULT_METHODS, METHODS, PROBE,  # noqa: E402,F401
@@ -126,7 +126,7 @@ def method_cfg(spec: str, args: argparse.Namespace, seed: int, work_dir: str) ->
             hook['fit_splits'] = fit_splits(args.protocol)
             hook['l2_grid'] = args.l2_grid
     # PEFT groups without one warning per frozen parameter
-    # (projects/core/trainable_only_optim.py)
+    # (projects/core/engine/trainable_only_optim.py)
     if cfg.get('optim_wrapper') and 'constructor' not in cfg.optim_wrapper:
         cfg.optim_wrapper.constructor = TRAINABLE_ONLY
     if args.cfg_options:
@@ -276,9 +276,9 @@ def test_images(runner: Runner, count: int) -> torch.Tensor:
 @torch.no_grad()
 def gflops(backbone: torch.nn.Module, images: torch.Tensor) -> float:
     """GFLOPs (multiply-adds) per image of the backbone: PYRA's executed count (gated
-    MLPs counted on the tokens that ran them) for a PYRAViT, otherwise mmengine's
+    MLPs counted on the tokens that ran them) for the one ViT, otherwise mmengine's
     generic FlopAnalyzer on one image."""
-    if isinstance(backbone, PYRAViT):
+    if isinstance(backbone, ComposableViT):
         return executed_macs(backbone, images) / 1e9
     from mmengine.analysis import FlopAnalyzer
     return FlopAnalyzer(backbone, images[:1]).total() / 1e9

@@ -24,9 +24,9 @@ from mmengine.logging import print_log  # noqa: E402
 from mmengine.runner import find_latest_checkpoint  # noqa: E402
 
 import projects  # noqa: E402,F401  (registers components, applies compat fixes)
-from projects.core.cli import (add_common_args, build_runner, load_cfg,  # noqa: E402
+from projects.core.engine.cli import (add_common_args, build_runner, load_cfg,  # noqa: E402
                                log_notes, parse_args_with_rank, refuse_damaged_checkpoint)
-from projects.core.compat import prepare_runtime_cfg  # noqa: E402
+from projects.core.runtime.compat import prepare_runtime_cfg  # noqa: E402
 
 
 def parse_args(argv=None):

@@ -16,9 +16,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..core.context import TokenContext
-from ..core.param_roles import AddsParameters
-from ..core.registry import VIT_LAYERS
+from ..vit.context import TokenContext
+from ..vit.interfaces import Adapter
+from ..vit.param_roles import AddsParameters
+from ..vit.registry import VIT_LAYERS
 
 
 def _check(bottleneck: int, num_experts: int = 1) -> None:
@@ -28,7 +29,7 @@ def _check(bottleneck: int, num_experts: int = 1) -> None:
 
 
 @VIT_LAYERS.register_module()
-class DyTAdapter(AddsParameters, nn.Module):
+class DyTAdapter(AddsParameters, Adapter):
 
     def __init__(self, dim: int, bottleneck: int = 8, scale: float = 1.0,
                  dropout: float = 0.1, **kwargs) -> None:
@@ -50,7 +51,7 @@ class DyTAdapter(AddsParameters, nn.Module):
 
 
 @VIT_LAYERS.register_module()
-class DyTMoEAdapter(AddsParameters, nn.Module):
+class DyTMoEAdapter(AddsParameters, Adapter):
 
     def __init__(self, dim: int, bottleneck: int = 8, num_experts: int = 4,
                  scale: float = 1.0, dropout: float = 0.1, **kwargs) -> None:

@@ -5,6 +5,10 @@ tokens for token dispatchers, samples for layer dispatchers."""
 import torch
 from torch import Tensor
 
+from .dispatcher import LayerDispatcher, TokenDispatcher
+
+DISPATCHERS = (TokenDispatcher, LayerDispatcher)
+
 
 def _shift(score: torch.nn.Linear, inputs: Tensor, rate: float) -> None:
     scores = score(inputs).flatten()
@@ -22,12 +26,11 @@ def calibrate_rate(model, images: Tensor, rate: float) -> None:
     x, ctx = model.embed(images)
     for i, block in enumerate(model.blocks):
         ctx = ctx.at_layer(i)
-        gate = getattr(block, 'attn_gate', None)
-        if gate is not None and hasattr(gate, 'score'):  # decides on the block input
-            per_sample = getattr(gate, 'mask_name', '') == 'layer'
-            _shift(gate.score, x[:, 0] if per_sample else x[:, ctx.num_prefix:], rate)
+        gate = block.attn_gate
+        if isinstance(gate, DISPATCHERS):  # decides on the block input
+            _shift(gate.score, x[:, 0] if gate.per_sample else x[:, ctx.num_prefix:], rate)
         gate = block.mlp_gate
-        if gate is not None and hasattr(gate, 'score'):
+        if isinstance(gate, DISPATCHERS):
             merging = block.merger is not None and block.merger.needs_metric(ctx)
             y, metric = block.forward_attn(x, ctx, merging)
             if block.merger is not None:

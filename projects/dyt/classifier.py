@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from mmpretrain.registry import MODELS
 from torch import Tensor
 
-from ..core.aux_loss_models import AuxLossImageClassifier, Losses
+from ..core.engine.aux_loss_models import AuxLossImageClassifier, Losses
 
 
 @MODELS.register_module()
@@ -26,7 +26,7 @@ class DyTImageClassifier(AuxLossImageClassifier):
         losses = self.add_backbone_losses(self.head.loss(feats, data_samples), extra)
         if not self.distill:
             return losses
-        full = self.backbone.forward_with_context(inputs, dispatch=False)[0]
+        full = self.backbone.forward_with_context(inputs, gated=False)[0]
         if self.with_neck:
             full = self.neck(full)
         losses.update({f'{k}_complete': v for k, v in self.head.loss(full, data_samples).items()})

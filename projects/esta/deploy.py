@@ -18,8 +18,8 @@ from mmengine.config import Config
 from mmengine.runner import load_checkpoint
 from torch import Tensor, nn
 
-from ..core.atomic_io import atomic_torch_save, atomic_write_text
-from ..core.model_builder import build_model_from_cfg
+from ..core.engine.atomic_io import atomic_torch_save, atomic_write_text
+from ..core.engine.model_builder import build_model_from_cfg
 from .hooks import DEPLOY_FILE
 
 TRAINING_ONLY_HOOKS = ('ESTASamplingHook', 'StitchInitHook', 'LinearProbeInitHook')

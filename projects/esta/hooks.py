@@ -19,10 +19,10 @@ import torch
 from mmengine.dist import is_main_process
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
-from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
 
-from ..core.atomic_io import atomic_write_text
+from ..core.engine.atomic_io import atomic_write_text
+from ..core.engine.ddp import unwrap_model
 from .backbone import StitchedViT
 from .sampler import StitchSampler, broadcast_int, mean_over_ranks
 
@@ -31,8 +31,7 @@ DEPLOY_FILE = 'esta_deploy.json'
 
 
 def stitched_backbone(model) -> StitchedViT:
-    if is_model_wrapper(model):
-        model = model.module
+    model = unwrap_model(model)
     backbone = getattr(model, 'backbone', None)
     if not isinstance(backbone, StitchedViT):
         raise TypeError(f'ESTA hooks need a model whose backbone is a StitchedViT, got '
@@ -59,7 +58,7 @@ class StitchInitHook(Hook):
             print_log('ESTA: stitching layers already initialised (resumed or loaded); '
                       'least-squares init skipped', 'current')
             return
-        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        model = unwrap_model(runner.model)
         images, total = [], 0
         # the init must not shift the training RNG (data order, dropout)
         with torch.random.fork_rng():

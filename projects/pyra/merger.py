@@ -1,64 +1,95 @@
 """Token-reduction steps for the merger slot of a
-:class:`~projects.core.transformer.Block` (between attention and MLP).
+:class:`~projects.vit.block.Block` (between attention and MLP).
 
 - :class:`TokenMerger`: ToMe's bipartite matching, optionally with PYRA's modulation.
 - :class:`TokenDropper`: drops the same number of tokens without matching. It is not a
   method but the physical limit of merging -- what a merger would cost if matching,
   size tracking and proportional attention were free -- used as a speed baseline.
 
-Both read how many pairs to remove from ``ctx.num_merge`` (the backbone's per-layer,
-per-input-size schedule), so one module serves every input size.
+Each step owns its layer's share of the schedule: ``num_merge`` pairs for the
+``num_tokens`` tokens that reach it at the build size (``PYRAViT`` fills both in). For
+another input size it merges the same fraction of the tokens that actually reach it,
+rounded and capped by ToMe's half-of-tokens limit (:func:`runtime_merge`), so one module
+serves every input size and nothing about the schedule rides in the context.
 """
 from typing import Optional, Tuple
 
-from torch import Tensor, nn
+from torch import Tensor
 
-from ..core.context import TokenContext
-from ..core.registry import VIT_LAYERS, LayerCfg, build_layer
+from ..vit.context import TokenContext, TokenGroups
+from ..vit.interfaces import TokenReducer
+from ..vit.registry import VIT_LAYERS, LayerCfg, build_layer
 from .token_merge import bipartite_soft_matching, max_merge, merge_weighted
 
 
+def runtime_merge(num_merge: int, num_tokens: int, tokens_now: int,
+                  class_token: bool) -> int:
+    """Pairs to merge when ``tokens_now`` tokens reach a layer built to merge
+    ``num_merge`` of ``num_tokens`` (the rule of ``schedules.rescale_schedule``)."""
+    if num_merge <= 0:
+        return 0
+    if tokens_now == num_tokens or num_tokens <= 0:
+        return num_merge
+    return min(int(round(num_merge * tokens_now / num_tokens)),
+               max_merge(tokens_now, class_token))
+
+
+class _ScheduledStep(TokenReducer):
+
+    def __init__(self, num_merge: int = 0, num_tokens: int = 0) -> None:
+        super().__init__()
+        self.num_merge, self.num_tokens = int(num_merge), int(num_tokens)
+
+    def merges_now(self, x: Tensor, ctx: TokenContext) -> int:
+        return runtime_merge(self.num_merge, self.num_tokens, x.shape[1], ctx.num_prefix > 0)
+
+    def extra_repr(self) -> str:
+        return f'num_merge={self.num_merge}, num_tokens={self.num_tokens}'
+
+
 @VIT_LAYERS.register_module()
-class TokenMerger(nn.Module):
+class TokenMerger(_ScheduledStep):
     """ToMe merging (size-weighted average, size and assignment tracking); with a
     ``modulation`` (e.g. ``dict(type='PYRAModulation', num_merge=r)``) it is PYRA."""
 
-    def __init__(self, dim: Optional[int] = None, modulation: LayerCfg = None) -> None:
-        super().__init__()
+    def __init__(self, dim: Optional[int] = None, num_merge: int = 0, num_tokens: int = 0,
+                 modulation: LayerCfg = None) -> None:
+        super().__init__(num_merge, num_tokens)
         self.modulation = build_layer(modulation, embed_dims=dim)  # None = plain ToMe
 
     def needs_metric(self, ctx: TokenContext) -> bool:
-        return ctx.num_merge > 0
+        return self.num_merge > 0
 
     def forward(self, x: Tensor, metric: Optional[Tensor],
                 ctx: TokenContext) -> Tuple[Tensor, TokenContext]:
-        if ctx.num_merge <= 0:
+        r = self.merges_now(x, ctx)
+        if r <= 0:
             return x, ctx
-        matching = bipartite_soft_matching(metric, ctx.num_merge, ctx.num_prefix > 0)
+        matching = bipartite_soft_matching(metric, r, ctx.num_prefix > 0)
         if matching is None:
             return x, ctx
-        x, size = merge_weighted(matching, x, ctx.size, self.modulation)
-        assignment = matching.compose(ctx.assignment) if ctx.trace else None
-        return x, ctx._replace(size=size, assignment=assignment, on_grid=False)
+        groups = ctx.groups
+        x, size = merge_weighted(matching, x, None if groups is None else groups.size,
+                                 self.modulation)
+        assignment = matching.compose(None if groups is None else groups.assignment) \
+            if ctx.trace else None
+        return x, ctx.with_groups(TokenGroups(size, assignment))
 
 
 @VIT_LAYERS.register_module()
-class TokenDropper(nn.Module):
+class TokenDropper(_ScheduledStep):
     """Keep the first N - r tokens (the class token among them), capped like ToMe.
 
     No matching, no sizes (so no proportional attention), no unmerging: a lower bound on
     the cost of any merger with the same schedule, for ``benchmark.py --drop-baseline``.
     """
 
-    def __init__(self, **kwargs) -> None:
-        super().__init__()
-
-    def needs_metric(self, ctx: TokenContext) -> bool:
-        return False
+    def __init__(self, num_merge: int = 0, num_tokens: int = 0, **kwargs) -> None:
+        super().__init__(num_merge, num_tokens)
 
     def forward(self, x: Tensor, metric: Optional[Tensor],
                 ctx: TokenContext) -> Tuple[Tensor, TokenContext]:
-        r = min(ctx.num_merge, max_merge(x.shape[1], ctx.num_prefix > 0))
+        r = min(self.merges_now(x, ctx), max_merge(x.shape[1], ctx.num_prefix > 0))
         if r <= 0:
             return x, ctx
         if ctx.trace:

@@ -28,8 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..core.param_roles import AddsParameters
-from ..core.registry import VIT_LAYERS
+from ..vit.param_roles import AddsParameters
+from ..vit.registry import VIT_LAYERS
 
 
 @VIT_LAYERS.register_module()

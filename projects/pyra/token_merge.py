@@ -11,6 +11,8 @@ from typing import NamedTuple, Optional, Protocol, Tuple
 import torch
 from torch import Tensor
 
+from ..vit.context import unmerge  # noqa: F401  (re-exported: ToMe's unmerge)
+
 
 class Modulation(Protocol):
     """Re-activation of the tokens about to merge (PYRA): ``scale(weighted sources,
@@ -141,11 +143,3 @@ def merge_weighted(matching: TokenMatching, x: Tensor, size: Optional[Tensor],
     out = out.index_add_(0, out_rows, delta).view(bsz, n - r, c)
     new_size = torch.cat([a_size.gather(1, matching.unm_idx), new_b_size], 1)
     return out, new_size
-
-
-def unmerge(x: Tensor, assignment: Tensor) -> Tensor:
-    """Scatter merged tokens (B, M, C) back to the original tokens (B, N0, C).
-
-    Every original token receives a copy of the token its group was merged into.
-    """
-    return x.gather(1, assignment[..., None].expand(-1, -1, x.shape[-1]))

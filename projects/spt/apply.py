@@ -8,7 +8,7 @@ from typing import Dict
 import torch
 from torch import nn
 
-from ..core.transformer import LayerScale
+from ..vit.block import LayerScale
 from .allocation import allocation_problems
 from .layers import SPT_LAYERS, SPTLayerNorm, SPTLayerScale, SPTLinear
 from .units import Unit

@@ -1,9 +1,10 @@
-"""SPTViT: PYRAViT whose constructor builds the SPT structure from an allocation file,
-so mmengine's optimizer and DDP wrapper see exactly the allocated parameters.
+"""SPTViT: the ComposableViT whose constructor builds the SPT structure from an
+allocation file, so mmengine's optimizer and DDP wrapper see exactly the allocated
+parameters (SPT with token merging: ``projects/combos/spt_pyra.py``).
 
 Everything pretrained is frozen; trainable are the sparse deltas, the LoRA / Adapter
-modules and (with ``merge_mode='pyra'``) PYRA's generators, which are part of PYRA and
-outside the SPT budget.
+modules and any other part that declares itself trainable (PYRA's generators, which
+are part of PYRA and outside the SPT budget).
 """
 from typing import Optional, Set
 
@@ -11,14 +12,14 @@ from mmpretrain.registry import MODELS as PRETRAIN_MODELS
 from mmseg.registry import MODELS as SEG_MODELS
 
 from ..core.checkpoint.vit_loader import load_vit_checkpoint
-from ..core.param_roles import trainable_when_frozen
-from ..pyra.backbone import PYRAViT
+from ..vit.param_roles import trainable_when_frozen
+from ..vit.backbone import ComposableViT
 from .mixin import SPTMixin
 
 
 class _PlainView:
     """What ``load_vit_checkpoint`` needs of the model, without the SPT tensors: the
-    pretrained checkpoint is checked strictly against the plain PYRAViT key set."""
+    pretrained checkpoint is checked strictly against the plain ViT's key set."""
 
     def __init__(self, model: 'SPTViT') -> None:
         self.model = model
@@ -36,8 +37,8 @@ class _PlainView:
 
 @SEG_MODELS.register_module()
 @PRETRAIN_MODELS.register_module()
-class SPTViT(SPTMixin, PYRAViT):
-    """PYRAViT tuned with SPT (SPT-LoRA or SPT-Adapter).
+class SPTViT(SPTMixin, ComposableViT):
+    """ComposableViT tuned with SPT (SPT-LoRA or SPT-Adapter).
 
     Args:
         spt_cfg: ``dict(allocation=<cache .pth>, budget=..., structured=dict(type=
@@ -46,10 +47,11 @@ class SPTViT(SPTMixin, PYRAViT):
             batch_size=32, train_mode=False))``. Only ``allocation`` and
             ``structured`` are read here; the rest drives :class:`SPTRunner`, which
             computes the allocation file when it is missing.
-        **kwargs: PYRAViT arguments (``lora_cfg`` must be None; ``frozen`` is implied).
+        **kwargs: ComposableViT arguments (``lora_cfg`` must be None; ``frozen`` is
+            implied).
     """
 
-    PLAIN_TYPE = 'PYRAViT'
+    PLAIN_TYPE = 'ComposableViT'
     PLAIN_OVERRIDES = dict(lora_cfg=None, frozen=False)
 
     def __init__(self, spt_cfg: dict, lora_cfg: Optional[dict] = None,

@@ -3,7 +3,7 @@ budget, allocation options), identified by a key stored inside the file.
 
 Loading raises :class:`SPTCacheError` with the path and what to do when the file is
 corrupt (unreadable, wrong format, inconsistent content) or was computed for other
-settings. Saving is atomic (``projects.core.atomic_io``): a process killed while
+settings. Saving is atomic (``projects.core.engine.atomic_io``): a process killed while
 writing never leaves a partial file under the cache's name, so the next run
 recomputes the allocation instead of failing on it.
 """
@@ -14,7 +14,7 @@ from typing import Any, Optional
 
 import torch
 
-from ..core.atomic_io import atomic_torch_save
+from ..core.engine.atomic_io import atomic_torch_save
 from .allocation import allocation_problems
 
 FORMAT = 'mmadapt-spt-allocation'

@@ -12,14 +12,14 @@ import os.path as osp
 
 from mmengine.dist import is_main_process
 from mmengine.hooks import Hook
-from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
 
-from ..core.atomic_io import atomic_json_dump
+from ..core.engine.atomic_io import atomic_json_dump
+from ..core.engine.ddp import unwrap_model
 
 
 def _spt_backbone(runner):
-    model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+    model = unwrap_model(runner.model)
     backbone = getattr(model, 'backbone', model)
     if not hasattr(backbone, 'allocation_key'):
         raise TypeError('SPTAllocationHook needs a model with an SPT backbone (SPTViT, '

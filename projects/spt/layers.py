@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..core.transformer import LayerScale
+from ..vit.block import LayerScale
 from .sparse_linear import SparseDelta, SparseLinearDelta
 from .structured import LoRA, Adapter
 

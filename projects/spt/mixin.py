@@ -2,7 +2,7 @@
 the constructor, freeze the rest, list the SPT parameters, fold for deployment.
 
 A concrete SPT backbone subclasses this mixin and its plain backbone (``SPTViT`` =
-``PYRAViT``, ``SPTSwin`` = mmpretrain's ``SwinTransformer``), sets ``PLAIN_TYPE`` to
+``ComposableViT``, ``SPTPYRAViT`` = ``PYRAViT``, ``SPTSwin`` = mmpretrain's ``SwinTransformer``), sets ``PLAIN_TYPE`` to
 the registry name of the plain backbone and calls :meth:`_setup_spt` at the end of its
 ``__init__``. Parameter names of the pretrained tensors stay those of the plain
 backbone, so its checkpoints load unchanged and :meth:`folded_state_dict` loads

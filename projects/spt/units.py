@@ -73,7 +73,7 @@ class _UnitTable:
 
 
 def vit_units(model: nn.Module) -> Dict[str, Unit]:
-    """Units of a PYRAViT (timm naming): per block q/k/v/proj/fc1/fc2 weights and
+    """Units of a ComposableViT (timm naming): per block q/k/v/proj/fc1/fc2 weights and
     their biases, norm1/norm2, LayerScale gammas; and the final norm. Excluded like in
     the official code: patch embedding, position embedding, class token, head (and
     PYRA's generators, which are trained as part of PYRA, outside the budget)."""
@@ -120,15 +120,16 @@ def swin_units(model: nn.Module) -> Dict[str, Unit]:
 
 
 def backbone_units(model: nn.Module) -> Dict[str, Unit]:
-    """The units of a supported backbone (PYRAViT / SPTViT, mmpretrain Swin / SPTSwin)."""
+    """The units of a supported backbone (ComposableViT / PYRAViT / SPTViT, mmpretrain
+    Swin / SPTSwin)."""
     from mmpretrain.models import SwinTransformer
 
-    from ..pyra.backbone import PYRAViT
-    if isinstance(model, PYRAViT):
+    from ..vit.backbone import ComposableViT
+    if isinstance(model, ComposableViT):
         return vit_units(model)
     if isinstance(model, SwinTransformer):
         return swin_units(model)
-    raise TypeError(f'SPT supports PYRAViT and mmpretrain SwinTransformer backbones, not '
+    raise TypeError(f'SPT supports ComposableViT (PYRAViT) and mmpretrain SwinTransformer backbones, not '
                     f'{type(model).__name__}.')
 
 

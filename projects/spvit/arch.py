@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass, field
 from typing import List, Optional, Sequence, Union
 
-from ..core.atomic_io import atomic_json_dump
+from ..core.engine.atomic_io import atomic_json_dump
 
 OPS = ('skip', 'conv1x1', 'conv3x3', 'msa')
 FORMAT = 'spvit-arch/1'
@@ -114,7 +114,7 @@ def load_arch(source: Union[str, dict, SPViTArch]) -> SPViTArch:
 
 def compact_overrides(arch: SPViTArch, skip_op: str = 'ln', folded: bool = False,
                       alpha: float = 1e-2) -> List[dict]:
-    """``block_overrides`` of a PYRAViT that builds ``arch`` physically."""
+    """``block_overrides`` of a ComposableViT that builds ``arch`` physically."""
     rules = []
     for i, op in enumerate(arch.ops):
         if op == 'msa':

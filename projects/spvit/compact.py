@@ -15,16 +15,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..core.context import TokenContext
-from ..core.param_roles import AddsParameters
-from ..core.registry import VIT_LAYERS
+from ..vit.context import TokenContext
+from ..vit.interfaces import AttentionPart
+from ..vit.param_roles import AddsParameters
+from ..vit.registry import VIT_LAYERS
 from .bconv import conv1x1_weights, conv3x3_weights, mix_heads
 from .supernet import check_skip_op, new_names
 
 
 @VIT_LAYERS.register_module()
-class SPViTSkip(nn.Module):
-    """The skip op: ``forward(x, ctx, need_metric) -> (LN(x) or 0, None)``."""
+class SPViTSkip(AttentionPart):
+    """The skip op: ``forward(x, ctx) -> (LN(x) or 0, None)``."""
 
     def __init__(self, dim: int = 0, skip_op: str = 'ln', **kwargs) -> None:
         super().__init__()
@@ -32,13 +33,15 @@ class SPViTSkip(nn.Module):
         self.skip_op = skip_op
 
     def forward(self, x: Tensor, ctx: TokenContext = TokenContext(),
+                attend: Optional[Tensor] = None,
                 need_metric: bool = False) -> Tuple[Tensor, Optional[Tensor]]:
         return (x if self.skip_op == 'ln' else torch.zeros_like(x)), None
 
 
 @VIT_LAYERS.register_module()
-class SPViTConv(AddsParameters, nn.Module):
-    """Bottleneck conv op on the patch grid (class token passed through unchanged)."""
+class SPViTConv(AddsParameters, AttentionPart):
+    """Bottleneck conv op on the patch grid (class token passed through unchanged); it
+    provides no merging metric (merging would break the grid)."""
 
     def __init__(self, dim: int, num_heads: int, kernel: int = 3, folded: bool = False,
                  alpha: float = 1e-2, proj_drop: float = 0.0, **kwargs) -> None:
@@ -74,10 +77,8 @@ class SPViTConv(AddsParameters, nn.Module):
         return (*build(*mix), self.proj.bias)
 
     def forward(self, x: Tensor, ctx: TokenContext = TokenContext(),
+                attend: Optional[Tensor] = None,
                 need_metric: bool = False) -> Tuple[Tensor, Optional[Tensor]]:
-        if need_metric:
-            raise NotImplementedError('SPViTConv gives no token-merging metric (it needs '
-                                      'the full grid); do not combine it with merging.')
         prefix, patches = ctx.to_grid(x, 'SPViTConv')
         kernel, bias, proj, proj_bias = self.weights()
         hidden = F.relu(self.bn(F.conv2d(patches, kernel, bias, padding=self.kernel // 2)))

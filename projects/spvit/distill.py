@@ -11,16 +11,16 @@ student's and load strictly.
 from typing import List, Optional
 
 import torch
-import torch.nn.functional as F
 from mmengine.runner import load_checkpoint
 from mmpretrain.registry import MODELS
 from torch import Tensor
 
-from ..core.aux_loss_models import AuxLossImageClassifier, Losses
+from ..core.engine.aux_loss_models import AuxLossImageClassifier, Losses
+from ..core.engine.distill import HardDistillMixin
 
 
 @MODELS.register_module()
-class HardDistillImageClassifier(AuxLossImageClassifier):
+class HardDistillImageClassifier(HardDistillMixin, AuxLossImageClassifier):
 
     def __init__(self, *args, teacher: Optional[dict] = None,
                  teacher_ckpt: Optional[str] = None, teacher_ckpt_prefix: str = '',
@@ -53,7 +53,5 @@ class HardDistillImageClassifier(AuxLossImageClassifier):
             return losses
         teacher = self.teacher().to(inputs.device)
         with torch.no_grad():
-            target = teacher(inputs, mode='tensor').argmax(-1)
-        losses['loss'] = (1 - self.alpha) * losses['loss']   # the head's loss
-        losses['loss_distill'] = self.alpha * F.cross_entropy(self.head(feats), target)
-        return losses
+            teacher_logits = teacher(inputs, mode='tensor')
+        return self.hard_distill(losses, self.head(feats), teacher_logits, self.alpha)

@@ -10,7 +10,7 @@ from typing import Optional
 from mmengine.config import Config
 from mmengine.runner import Runner
 
-from ..core.schedule import set_max_epochs
+from ..core.engine.schedule import set_max_epochs
 from .export import export_compact
 from .flops import arch_macs, find_backbone
 from .arch import load_arch

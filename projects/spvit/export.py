@@ -12,7 +12,7 @@ from typing import Dict, Optional
 
 from mmengine.config import Config
 
-from ..core.atomic_io import atomic_torch_save, atomic_write_text
+from ..core.engine.atomic_io import atomic_torch_save, atomic_write_text
 from .arch import SPViTArch, compact_overrides, load_arch
 from .convert import arch_from_state, compact_state_dict, fold_state_dict, read_backbone_state
 from .supernet import check_skip_op
@@ -81,8 +81,8 @@ def export_compact(search_cfg: Config, out_dir: str, checkpoint: Optional[str] =
 
 
 def _num_heads(spec) -> int:
-    from ..pyra.backbone import PYRAViT
-    return PYRAViT._arch_spec(spec)['num_heads']
+    from ..vit.backbone import arch_spec
+    return arch_spec(spec)['num_heads']
 
 
 def _alpha(backbone: dict) -> float:

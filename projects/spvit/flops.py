@@ -19,8 +19,10 @@ from typing import Dict, Optional, Sequence, Tuple
 import torch
 from torch import Tensor, nn
 
-from ..core.context import TokenContext
-from ..core.registry import VIT_LAYERS
+from ..core.engine.ddp import unwrap_model
+from ..vit.context import TokenContext
+from ..vit.interfaces import AuxLossTerm
+from ..vit.registry import VIT_LAYERS
 from .arch import SPViTArch
 from .gates import surrogate_gates
 from .supernet import SPViTAttention, SPViTGatedMlp
@@ -124,8 +126,8 @@ def full_macs(backbone: nn.Module, grid: Tuple[int, int], num_prefix: int = 1,
 
 
 @VIT_LAYERS.register_module()
-class SPViTFlopsLoss(nn.Module):
-    """``loss_flops = weight * (target - F / unit)^2`` for PYRAViT's ``aux_losses``.
+class SPViTFlopsLoss(AuxLossTerm):
+    """``loss_flops = weight * (target - F / unit)^2`` for the ViT's ``aux_losses``.
 
     F is :func:`supernet_macs` of the gate logits of the backbone that calls it
     (``forward(ctx, backbone)``) at this forward's grid (``ctx.grid``). ``setup`` runs
@@ -180,7 +182,7 @@ class SPViTFlopsLoss(nn.Module):
 
 def find_backbone(model: nn.Module) -> nn.Module:
     """The SPViT backbone of a classifier / segmentor (or the backbone itself)."""
-    model = getattr(model, 'module', model)
+    model = unwrap_model(model)
     backbone = getattr(model, 'backbone', model)
     if not hasattr(backbone, 'blocks'):
         raise ValueError(f'{type(model).__name__} has no ViT backbone with blocks.')

@@ -3,13 +3,13 @@ deterministic straight-through surrogate the FLOPs function uses.
 
 Sampling is the relaxed Bernoulli of the official code (logistic noise added to the
 logit theta, temperature tau, hard forward / soft backward), which is exactly DyT's
-straight-through Gumbel-sigmoid, so it is imported rather than written twice.
+straight-through Gumbel-sigmoid (``projects/vit/gumbel.py``, shared by both).
 Evaluation keeps a gate when sigma(theta) > 0.5, i.e. theta > 0.
 """
 import torch
 from torch import Tensor
 
-from ..dyt.dispatcher import gumbel_sigmoid
+from ..vit.gumbel import gumbel_sigmoid
 
 
 def sample_gates(theta: Tensor, tau: float, training: bool) -> Tensor:

@@ -13,10 +13,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..core.context import TokenContext
-from ..core.param_roles import AddsParameters
-from ..core.registry import VIT_LAYERS
-from ..core.transformer import Attention, Mlp
+from ..vit.context import TokenContext
+from ..vit.param_roles import AddsParameters
+from ..vit.registry import VIT_LAYERS
+from ..vit.block import Attention, Mlp
 from .bconv import conv1x1_weights, gather_conv3x3, mix_heads, split_heads
 from .gates import ordered_attention_gates, sample_gates
 
@@ -51,7 +51,7 @@ def new_names(module: nn.Module, children: Iterable[str], params: Iterable[str])
 
 @VIT_LAYERS.register_module()
 class SPViTAttention(AddsParameters, Attention):
-    """Unified MSA / conv layer: ``forward(x, ctx, need_metric) -> (out, None)``.
+    """Unified MSA / conv layer: ``forward(x, ctx) -> (out, None)``.
 
     out = g3 MSA + g2 (1 - g3) conv3x3 + g1 (1 - g2)(1 - g3) conv1x1 (+ (1 - g1) x with
     ``skip_op='ln'``), g = cumprod of three sampled gates. In eval the hard op alone
@@ -64,6 +64,11 @@ class SPViTAttention(AddsParameters, Attention):
         skip_op: what "all gates off" adds: 'zero' (official search, thesis) or 'ln'.
         damp: the official gradient damping of the cheaper gates.
     """
+
+    # its conv paths need the full patch grid: no merging after it, no attention gate
+    provides_metric = False
+    masks_keys = False
+    packs = False
 
     def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True,
                  attn_drop: float = 0.0, proj_drop: float = 0.0, alpha: float = 1e-2,
@@ -111,18 +116,15 @@ class SPViTAttention(AddsParameters, Attention):
         return torch.cat([prefix, out], 1)
 
     def msa(self, x: Tensor, ctx: TokenContext) -> Tensor:
-        return super().forward(x, ctx, False)[0]
+        return super().forward(x, ctx)[0]
 
     # --------------------------------------------------------------- forward
     def gates(self) -> Tensor:
         return ordered_attention_gates(self.theta, self.tau, self.training, self.damp)
 
     def forward(self, x: Tensor, ctx: TokenContext = TokenContext(),
+                attend: Optional[Tensor] = None,
                 need_metric: bool = False) -> Tuple[Tensor, Optional[Tensor]]:
-        if need_metric:
-            raise NotImplementedError(
-                'SPViTAttention gives no token-merging metric: its conv paths need the '
-                'full patch grid, so SPViT cannot be combined with ToMe/PYRA merging.')
         g = self.gates()
         skip = x if self.skip_op == 'ln' else torch.zeros_like(x)
         if not self.training:

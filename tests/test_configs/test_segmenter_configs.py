@@ -10,7 +10,7 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from projects.core.model_builder import build_model_from_cfg
+from projects.core.engine.model_builder import build_model_from_cfg
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 SEGMENTER = sorted(glob.glob(osp.join(ROOT, 'configs', 'pyra', 'seg', '*segmenter*.py')))

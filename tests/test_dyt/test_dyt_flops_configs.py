@@ -5,7 +5,7 @@ import torch
 from mmengine.config import Config
 from torch import nn
 
-from projects.core.model_builder import build_model_from_cfg
+from projects.core.engine.model_builder import build_model_from_cfg
 from projects.dyt.calibrate import calibrate_rate
 from projects.pyra import PYRAViT
 from projects.pyra.flops import executed_macs

@@ -8,7 +8,7 @@ from mmengine.config import Config
 from mmengine.structures import PixelData
 from mmseg.structures import SegDataSample
 
-from projects.core.model_builder import build_model_from_cfg
+from projects.core.engine.model_builder import build_model_from_cfg
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIG = osp.join(ROOT, 'configs/dyt/seg/dyt-mlp-r0.5_upernet_vit-b16_8xb2-160k_ade20k-512x512.py')

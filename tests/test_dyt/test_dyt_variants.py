@@ -155,7 +155,7 @@ def test_complete_model_pass_ignores_the_dispatcher(variant):
             _gate(blk).score.bias.fill_(-10.0)   # would skip everything
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
-        out, ctx = model.forward_with_context(x, dispatch=False)
+        out, ctx = model.forward_with_context(x, gated=False)
         torch.testing.assert_close(out[-1], plain(x)[-1], rtol=0, atol=1e-6)
     assert not ctx.masks
 

@@ -11,7 +11,7 @@ import torch
 from mmengine.config import Config
 from PIL import Image
 
-from projects.core.model_builder import build_model_from_cfg
+from projects.core.engine.model_builder import build_model_from_cfg
 from projects.pyra import PYRAViT
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))

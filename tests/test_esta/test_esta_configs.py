@@ -11,7 +11,7 @@ import torch
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
 
-from projects.core.model_builder import build_model_from_cfg
+from projects.core.engine.model_builder import build_model_from_cfg
 from projects.pyra.backbone import PYRAViT
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))

@@ -13,7 +13,7 @@ from mmengine.config import Config
 from mmengine.registry import DefaultScope
 from mmengine.runner import Runner, load_checkpoint
 
-from projects.core.model_builder import build_model_from_cfg
+from projects.core.engine.model_builder import build_model_from_cfg
 from projects.esta.deploy import deployed_stitches, export_stitches
 
 HERE = osp.dirname(osp.abspath(__file__))
@@ -149,8 +149,8 @@ def test_lpft_head_is_the_probe_of_the_largest_anchor(tmp_path):
     ESTASamplingHook.before_train, which puts the model on the largest anchor, so the
     head is the converged probe of the teacher's features (here computed again from
     the teacher path), not of whatever stitch the model was left on."""
-    from projects.core.hooks.linear_probe_init_hook import split_loader
-    from projects.core.linear_probe import fit_logistic
+    from projects.core.engine.hooks.linear_probe_init_hook import split_loader
+    from projects.core.engine.linear_probe import fit_logistic
     cfg = Config.fromfile(CFG)
     cfg.work_dir = str(tmp_path)
     cfg.custom_hooks.append(dict(type='LinearProbeInitHook', l2_grid=(1e-2,)))

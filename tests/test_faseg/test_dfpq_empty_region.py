@@ -12,7 +12,7 @@ from mmengine.structures import PixelData
 from mmseg.structures import SegDataSample
 from torch import nn
 
-from projects.core.model_builder import build_model_from_cfg
+from projects.core.engine.model_builder import build_model_from_cfg
 from projects.faseg import DFPQ
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))

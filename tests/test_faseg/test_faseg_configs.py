@@ -8,7 +8,7 @@ import torch
 from mmengine.config import Config
 from mmseg.structures import SegDataSample
 
-from projects.core.model_builder import build_model_from_cfg
+from projects.core.engine.model_builder import build_model_from_cfg
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIGS = sorted(glob.glob(osp.join(ROOT, 'configs', 'faseg', '*.py')))

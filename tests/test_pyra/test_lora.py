@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from projects.core.lora import LoRAQKVLinear, fold_lora_state_dict
+from projects.core.peft.lora import LoRAQKVLinear, fold_lora_state_dict
 from projects.pyra import PYRAViT
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 from mmengine.config import Config
 
-from projects.core.model_builder import build_model_from_cfg
+from projects.core.engine.model_builder import build_model_from_cfg
 from projects.pyra import PYRAViT
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))

@@ -8,7 +8,7 @@ import torch
 from mmengine.config import Config
 from mmpretrain.models import SwinTransformer
 
-from projects.core.model_builder import build_model_from_cfg
+from projects.core.engine.model_builder import build_model_from_cfg
 from projects.pyra import PYRAViT
 from projects.spt.cache import make_key, save_allocation
 from projects.spt.units import swin_units, vit_units

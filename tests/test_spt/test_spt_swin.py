@@ -11,8 +11,8 @@ from mmengine.optim import OptimWrapper
 from mmengine.registry import init_default_scope
 from mmpretrain.models import SwinTransformer
 
-from projects.core.deploy import deploy_config, folded_model_state
-from projects.core.model_builder import build_model_from_cfg
+from projects.core.peft.deploy import deploy_config, folded_model_state
+from projects.core.engine.model_builder import build_model_from_cfg
 from projects.spt import SPTSwin
 from projects.spt.allocation import allocate
 from projects.spt.cache import load_allocation, make_key, save_allocation

@@ -135,8 +135,8 @@ def test_trained_checkpoint_folds_into_plain_model(runs):
     from mmengine.runner import load_checkpoint
 
     import projects.spt  # noqa: F401
-    from projects.core.model_builder import build_model_from_cfg
-    from projects.core.deploy import fold_checkpoint
+    from projects.core.engine.model_builder import build_model_from_cfg
+    from projects.core.peft.deploy import fold_checkpoint
     root = runs['root']
     _ok(runs['first'])
     cfg = Config.fromfile(CFG, import_custom_modules=False)  # test hooks not needed

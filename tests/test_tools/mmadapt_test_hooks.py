@@ -49,7 +49,7 @@ def kill_during_write(name: str, occurrence: int = 1) -> None:
     for writing of a file whose base name contains ``name`` (the target itself, or
     a temporary file named after it) writes half of the data, then exits with
     ``KILLED_IN_WRITE_EXIT_CODE``. Writers that go through Python's ``open``
-    (mmengine's local backend and CheckpointHook, projects.core.atomic_io) are hit
+    (mmengine's local backend and CheckpointHook, projects.core.engine.atomic_io) are hit
     wherever they are in the write."""
     real_open = builtins.open
     count = [0]

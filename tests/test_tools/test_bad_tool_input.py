@@ -8,7 +8,7 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from projects.core.model_builder import build_model_from_cfg, check_scope
+from projects.core.engine.model_builder import build_model_from_cfg, check_scope
 
 
 def _load_tool(tools, relpath: str):

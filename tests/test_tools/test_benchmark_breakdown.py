@@ -8,7 +8,7 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from projects.core.model_builder import build_model_from_cfg
+from projects.core.engine.model_builder import build_model_from_cfg
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 TINY_SEG = osp.join(ROOT, 'tests', 'data', 'configs',

@@ -1,4 +1,4 @@
-"""Crash-safe state files (``projects/core/atomic_io.py``, ``atomic_checkpoints.py``).
+"""Crash-safe state files (``projects/core/engine/atomic_io.py``, ``atomic_checkpoints.py``).
 
 * in-process: an interrupted atomic write leaves the old file; importing
   ``projects`` routes mmengine's local writes and ``last_checkpoint`` through it;
@@ -15,7 +15,7 @@ import torch
 
 import projects  # noqa: F401  (installs the atomic writers)
 from projects.core import atomic_checkpoints
-from projects.core.atomic_io import atomic_open, atomic_torch_save
+from projects.core.engine.atomic_io import atomic_open, atomic_torch_save
 
 CASES = ('checkpoint', 'last_checkpoint')
 

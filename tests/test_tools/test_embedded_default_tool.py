@@ -25,8 +25,8 @@ sys.path.insert(0, osp.join(ROOT, 'tools'))
 import run_embedded_default as job  # noqa: E402
 from embedded import methods, report  # noqa: E402
 from projects.core import linear_probe as probe  # noqa: E402
-from projects.core.schedule import set_max_epochs  # noqa: E402
-from projects.core.trainable_only_optim import TrainableOnlyOptimWrapperConstructor  # noqa: E402,E501
+from projects.core.engine.schedule import set_max_epochs  # noqa: E402
+from projects.core.engine.trainable_only_optim import TrainableOnlyOptimWrapperConstructor  # noqa: E402,E501
 
 TINY = dict(embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=64)
 
@@ -206,8 +206,8 @@ def test_lpft_hook_of_the_recipe_sets_the_head_to_the_probe_and_skips_on_resume(
     from mmengine.logging import MMLogger
     from mmengine.registry import HOOKS
 
-    from projects.core.hooks.linear_probe_init_hook import split_loader
-    from projects.core.model_builder import build_model_from_cfg
+    from projects.core.engine.hooks.linear_probe_init_hook import split_loader
+    from projects.core.engine.model_builder import build_model_from_cfg
     monkeypatch.chdir(data_root)
     cfg = Config.fromfile(osp.join(ROOT, 'configs', methods.METHODS['lora']))
     cfg.model.backbone.update(arch=TINY, init_cfg=None)

@@ -8,7 +8,7 @@ import os.path as osp
 import subprocess
 import sys
 
-import projects.core.memory as memory
+import projects.core.analysis.memory as memory
 
 LOAD = ('import importlib.util as u\n'
         's = u.spec_from_file_location("m", {path!r})\n'

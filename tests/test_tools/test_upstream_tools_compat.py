@@ -1,7 +1,7 @@
 """The CPU / single-process fixes hold outside our tools: mmseg's own tools/train.py
 (what ``mim train mmseg`` runs) trains our config with SyncBN, on one process and under
 torchrun, because importing ``projects`` wraps ``Runner.from_cfg``
-(projects/core/runner_compat.py)."""
+(projects/core/runtime/runner_compat.py)."""
 import os
 import os.path as osp
 import subprocess

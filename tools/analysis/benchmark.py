@@ -38,9 +38,9 @@ from torch.utils.flop_counter import FlopCounterMode
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
 import projects  # noqa: E402,F401
-from projects.core.benchmark import measure_interleaved  # noqa: E402
-from projects.core.model_builder import build_model_from_cfg  # noqa: E402
-from projects.pyra.backbone import PYRAViT  # noqa: E402
+from projects.core.analysis.benchmark import measure_interleaved  # noqa: E402
+from projects.core.engine.model_builder import build_model_from_cfg  # noqa: E402
+from projects.vit import ComposableViT  # noqa: E402
 from projects.pyra.flops import vit_macs  # noqa: E402
 from projects.pyra.token_merge import unmerge  # noqa: E402
 
@@ -137,17 +137,17 @@ def counted_macs(fn: Callable[[torch.Tensor], object], x: torch.Tensor) -> float
     return counter.get_total_flops() / 2 / x.shape[0]
 
 
-def unmerge_fn(backbone: PYRAViT, x: torch.Tensor) -> Optional[Callable]:
+def unmerge_fn(backbone: ComposableViT, x: torch.Tensor) -> Optional[Callable]:
     """One gather back to the full grid per tap, of the last layer's tokens of one
     forward on ``x`` (a gather's cost depends on the grid it fills, not on the layer),
     or None when the backbone does not merge."""
     with torch.no_grad():
         tokens, ctx = backbone.embed(x)
         tokens, ctx, _ = backbone.forward_blocks(tokens, ctx)
-    if ctx.assignment is None:
+    if ctx.groups is None or ctx.groups.assignment is None:
         return None
     n = len(backbone.out_indices)
-    return lambda _t: [unmerge(tokens, ctx.assignment) for _ in range(n)]
+    return lambda _t: [unmerge(tokens, ctx.groups.assignment) for _ in range(n)]
 
 
 def main(argv: List[str] = None) -> None:
@@ -163,7 +163,7 @@ def main(argv: List[str] = None) -> None:
         cfg.model.backbone.pop('init_cfg', None)  # speed does not depend on weights
         model = build_model_from_cfg(cfg).eval()
         backbone = model.backbone
-        if args.fold_lora and isinstance(backbone, PYRAViT) and backbone.merge_lora():
+        if args.fold_lora and isinstance(backbone, ComposableViT) and backbone.merge_lora():
             name += ' [LoRA folded]'
         while name in models:  # the same config listed twice
             name += "'"
@@ -172,7 +172,7 @@ def main(argv: List[str] = None) -> None:
         hw = tuple(args.img_size) if args.img_size else backbone.img_size
         hw = hw * 2 if len(hw) == 1 else hw
         shapes.add(hw)
-        flops[name] = vit_macs(backbone, hw) / 1e9 if isinstance(backbone, PYRAViT) \
+        flops[name] = vit_macs(backbone, hw) / 1e9 if isinstance(backbone, ComposableViT) \
             else float('nan')
         print(f'built {name}: {flops[name]:.2f} GFLOPs/img at {hw[0]}x{hw[1]}', flush=True)
     if len(shapes) > 1:
@@ -216,7 +216,7 @@ def part_fns(model, x: torch.Tensor) -> Dict[str, Optional[Callable]]:
     with torch.no_grad():
         feats = model.extract_feat(x)
     return {'backbone': backbone,
-            'unmerge': unmerge_fn(backbone, x) if isinstance(backbone, PYRAViT) else None,
+            'unmerge': unmerge_fn(backbone, x) if isinstance(backbone, ComposableViT) else None,
             'head': lambda _t, m=model, f=feats: m.decode_head(f)}
 
 

@@ -21,8 +21,8 @@ from mmengine.runner import load_checkpoint
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
 import projects  # noqa: E402,F401
-from projects.core.benchmark import measure_interleaved  # noqa: E402
-from projects.core.model_builder import build_model_from_cfg  # noqa: E402
+from projects.core.analysis.benchmark import measure_interleaved  # noqa: E402
+from projects.core.engine.model_builder import build_model_from_cfg  # noqa: E402
 from projects.dyt.calibrate import calibrate_rate  # noqa: E402
 from projects.pyra.flops import executed_macs  # noqa: E402
 

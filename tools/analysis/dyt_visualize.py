@@ -31,7 +31,7 @@ ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, ROOT)
 
 import projects  # noqa: E402,F401
-from projects.core.model_builder import build_model_from_cfg  # noqa: E402
+from projects.core.engine.model_builder import build_model_from_cfg  # noqa: E402
 from projects.dyt import TokenDispatcher  # noqa: E402
 
 FASHION_MNIST = osp.join(ROOT, 'data', 'vtab-1k', 'fashion_mnist')

@@ -56,9 +56,9 @@ def main(argv=None):
     from mmengine.utils import ProgressBar
 
     import projects  # noqa: F401
-    from projects.core.atomic_io import atomic_write_text
-    from projects.core.benchmark import measure_interleaved
-    from projects.core.model_builder import build_model_from_cfg
+    from projects.core.engine.atomic_io import atomic_write_text
+    from projects.core.analysis.benchmark import measure_interleaved
+    from projects.core.engine.model_builder import build_model_from_cfg
     from projects.esta.deploy import deploy_config, folded_model_state
 
     if args.checkpoint is None and not args.no_accuracy:

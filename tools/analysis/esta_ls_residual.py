@@ -46,8 +46,8 @@ def main(argv=None) -> dict:
     from mmengine.utils import ProgressBar
 
     import projects  # noqa: F401
-    from projects.core.atomic_io import atomic_write_text
-    from projects.core.model_builder import build_model_from_cfg
+    from projects.core.engine.atomic_io import atomic_write_text
+    from projects.core.engine.model_builder import build_model_from_cfg
     from projects.esta.layers import least_squares
 
     cfg = Config.fromfile(args.config)

@@ -36,8 +36,8 @@ def run_mode(args) -> dict:
     from mmengine.structures import LabelData  # noqa: F401
 
     import projects  # noqa: F401
-    from projects.core.memory import peak_rss_mb, reset_peak_rss, rss_mb
-    from projects.core.model_builder import build_model_from_cfg
+    from projects.core.analysis.memory import peak_rss_mb, reset_peak_rss, rss_mb
+    from projects.core.engine.model_builder import build_model_from_cfg
     from mmpretrain.structures import DataSample
 
     cfg = Config.fromfile(args.config)

@@ -11,7 +11,7 @@ in tests/test_faseg/test_hrca.py). Default omega=32 is the thesis' k = floor(HW/
   not see; it is the same on both sides.
 * Peak memory on CPU: every measurement runs in a fresh subprocess; the number is the
   increase of the process' peak resident set size (``VmHWM``, reset right before;
-  projects/core/memory.py says why not ``ru_maxrss``) during the measured forward +
+  projects/core/analysis/memory.py says why not ``ru_maxrss``) during the measured forward +
   backward over the resident size just before it, i.e. what the step itself
   needed at its high-water mark (allocator caching included).
 
@@ -29,7 +29,7 @@ ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from projects.core.memory import peak_rss_mb, reset_peak_rss, rss_mb  # noqa: E402
+from projects.core.analysis.memory import peak_rss_mb, reset_peak_rss, rss_mb  # noqa: E402
 
 DEFAULT_CONFIG = osp.join(ROOT, 'configs', 'faseg', 'faseg_r50_8xb2-160k_ade20k-512x512.py')
 
@@ -110,7 +110,7 @@ def measure_step(config: str, size: int, batch: int, omega: float) -> Dict[str, 
     from mmseg.structures import SegDataSample
 
     import projects.faseg  # noqa: F401
-    from projects.core.model_builder import build_model_from_cfg
+    from projects.core.engine.model_builder import build_model_from_cfg
     torch.manual_seed(0)
     cfg = Config.fromfile(config)
     cfg.model.backbone.pop('init_cfg', None)

@@ -49,7 +49,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 def _load_model(cfg, with_dfpq: bool, checkpoint: Optional[str]):
     from mmengine.runner import load_checkpoint
 
-    from projects.core.model_builder import build_model_from_cfg
+    from projects.core.engine.model_builder import build_model_from_cfg
     cfg = cfg.copy()
     cfg.model.decode_head.with_dfpq = with_dfpq
     cfg.model.backbone.pop('init_cfg', None)

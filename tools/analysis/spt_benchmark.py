@@ -9,7 +9,7 @@
    to the LoRA model's trainable count and allocated from the scores of step 1. Each
    variant trains ``--steps`` AdamW steps in a fresh subprocess. On CPU, torch has no
    allocator statistics, so memory is the process' peak RSS (``VmHWM``, reset right
-   before training; projects/core/memory.py says why not ``ru_maxrss``) minus the RSS
+   before training; projects/core/analysis/memory.py says why not ``ru_maxrss``) minus the RSS
    right before training (model built, weights loaded, batch in memory); we also
    report the exact bytes of trainable parameters + gradients + Adam moments.
 
@@ -39,8 +39,8 @@ from mmengine.registry import DATASETS, FUNCTIONS, init_default_scope  # noqa: E
 
 import projects  # noqa: E402,F401
 import projects.spt  # noqa: E402,F401
-from projects.core.memory import peak_rss_mb, reset_peak_rss, rss_mb  # noqa: E402
-from projects.core.model_builder import build_model_from_cfg  # noqa: E402
+from projects.core.analysis.memory import peak_rss_mb, reset_peak_rss, rss_mb  # noqa: E402
+from projects.core.engine.model_builder import build_model_from_cfg  # noqa: E402
 from projects.spt.allocation import allocate  # noqa: E402
 from projects.spt.cache import make_key, save_allocation  # noqa: E402
 from projects.spt.mixin import check_spt_cfg  # noqa: E402

@@ -21,7 +21,7 @@ import torch
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
 import projects  # noqa: E402,F401
-from projects.core.benchmark import measure_interleaved  # noqa: E402
+from projects.core.analysis.benchmark import measure_interleaved  # noqa: E402
 from projects.pyra import PYRAViT  # noqa: E402
 from projects.spvit import SPViTArch, arch_macs, compact_overrides, load_arch  # noqa: E402
 
@@ -87,7 +87,7 @@ def main(argv: List[str] = None) -> dict:
     print(f"FLOPs ratio {out['flops_ratio']:.3f} (speed-up {flops_speedup:.2f}x); measured "
           f"speed-up {measured:.2f}x = {out['realised']:.2f} of the FLOPs speed-up")
     if args.json:
-        from projects.core.atomic_io import atomic_json_dump
+        from projects.core.engine.atomic_io import atomic_json_dump
         atomic_json_dump(out, args.json, indent=1)
     return out
 

@@ -19,7 +19,7 @@ import matplotlib  # noqa: E402
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402
 
-from projects.core.atomic_io import atomic_open  # noqa: E402
+from projects.core.engine.atomic_io import atomic_open  # noqa: E402
 from projects.spvit.arch import OPS, load_arch  # noqa: E402
 
 COLOURS = {'skip': '#bbbbbb', 'conv1x1': '#8fbbd9', 'conv3x3': '#3d7fb8', 'msa': '#e07b39'}

@@ -32,9 +32,9 @@ def patch_groups(model: PYRAViT, image: torch.Tensor, layer: int = -1) -> np.nda
     _, ctx, _ = model.forward_blocks(x, ctx._replace(trace=True), 0,
                                      layer % model.num_layers + 1)
     grid = ctx.grid
-    if ctx.assignment is None:  # nothing merged: every patch is its own group
+    if ctx.groups is None:  # nothing merged: every patch is its own group
         return np.arange(grid[0] * grid[1]).reshape(grid)
-    return ctx.assignment[0, ctx.num_prefix:].reshape(grid).cpu().numpy()
+    return ctx.groups.assignment[0, ctx.num_prefix:].reshape(grid).cpu().numpy()
 
 
 def draw_groups(rgb: np.ndarray, groups: np.ndarray, patch: int) -> np.ndarray:

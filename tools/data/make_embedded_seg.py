@@ -218,7 +218,7 @@ def main(argv=None):
         fail(f'generator sources {sorted(sources)} != label-space sources '
              f'{sorted(space.SOURCES)}')
 
-    from projects.core.atomic_io import atomic_write_text  # path set by load_label_space
+    from projects.core.engine.atomic_io import atomic_write_text  # path set by load_label_space
 
     out = Path(args.out)
     if not out.is_absolute():

@@ -39,7 +39,7 @@ METHODS: Dict[str, str] = {
 # min a seed, so ToMe, PYRA's own baseline, is a --methods row.
 DEFAULT_METHODS = ['lora', 'pyra-lora']
 # The floor row: the frozen backbone of the first config method with a converged
-# logistic regression on top (projects/core/linear_probe.py); not a --methods entry.
+# logistic regression on top (projects/core/engine/linear_probe.py); not a --methods entry.
 PROBE = 'linear-probe'
 PLUGIN_KEYS = ('model', 'metrics', 'trainable', 'runner')
 

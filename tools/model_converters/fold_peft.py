@@ -23,8 +23,8 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
 import projects  # noqa: E402,F401
 import projects.spt  # noqa: E402,F401
-from projects.core.deploy import fold_checkpoint  # noqa: E402
-from projects.core.lora import NothingToFoldError  # noqa: E402
+from projects.core.peft.deploy import fold_checkpoint  # noqa: E402
+from projects.core.peft.lora import NothingToFoldError  # noqa: E402
 
 
 def main(argv=None) -> None:

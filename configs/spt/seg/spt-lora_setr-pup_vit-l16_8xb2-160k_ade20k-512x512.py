@@ -8,7 +8,7 @@ custom_imports = dict(imports=['projects', 'projects.spt'], allow_failed_imports
 runner_type = 'SPTRunner'
 model = dict(
     backbone=dict(
-        type='SPTViT',
+        type='SPTPYRAViT',  # the PYRA SETR base, merging switched off
         merge_mode='none',
         merge_schedule=None,
         lora_cfg=None,

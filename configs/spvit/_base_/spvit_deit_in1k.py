@@ -9,13 +9,12 @@ _base_ = [
 model = dict(
     type='AuxLossImageClassifier',
     backbone=dict(
-        type='PYRAViT',
+        type='ComposableViT',
         arch='deit-s',
         img_size=224,
         patch_size=16,
         out_type='cls_token',
         drop_path_rate=0.1,
-        prop_attn=False,
         init_cfg=dict(type='Pretrained',
                       checkpoint='checkpoints/deit_small_patch16_224-cd65a155.pth')),
     neck=None,

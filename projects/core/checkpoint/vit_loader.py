@@ -13,8 +13,8 @@ from mmengine.logging import print_log
 from mmengine.runner import CheckpointLoader
 from torch import nn
 
-from ..param_roles import new_parameter_names
-from ..pos_embed import resize_pos_embed
+from ...vit.param_roles import new_parameter_names
+from ...vit.pos_embed import resize_pos_embed
 from .jax_npz import is_npz_archive, read_npz
 from .vit_keys import StateDict, split_backbone, strip_prefix, to_mmadapt
 

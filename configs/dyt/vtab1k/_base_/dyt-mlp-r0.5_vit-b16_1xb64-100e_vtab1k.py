@@ -5,7 +5,7 @@
 # augmentation, rate loss weight 2, distillation from the complete-model pass.
 # Leaves set the task and the number of classes; users bring data and checkpoint.
 _base_ = [
-    '../../../_base_/models/pyra-vit-b16_vtab1k.py',
+    '../../../_base_/models/vit-b16_vtab1k.py',
     '../../../_base_/datasets/vtab1k_224px.py',
     '../../../_base_/default_runtime_cls.py',
 ]

@@ -13,9 +13,9 @@ from mmengine.config import Config
 from mmengine.runner import load_checkpoint
 from torch import Tensor, nn
 
-from .atomic_io import atomic_torch_save, atomic_write_text
+from ..engine.atomic_io import atomic_torch_save, atomic_write_text
 from .lora import NothingToFoldError
-from .model_builder import build_model_from_cfg
+from ..engine.model_builder import build_model_from_cfg
 
 #: hooks that only make sense for the trainable (unfolded) model
 TRAINING_ONLY_HOOKS = ('SPTAllocationHook',)

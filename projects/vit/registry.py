@@ -1,4 +1,4 @@
-"""The registry of the parts a ViT :class:`~projects.core.transformer.Block` is built
+"""The registry of the parts a ViT :class:`~projects.vit.block.Block` is built
 from (attention, MLP, token-reduction step, token gate, parallel adapter).
 
 It is MMAdapt's own registry, not mmpretrain's or mmseg's ``MODELS``: block parts are

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .param_roles import AddsParameters
+from ...vit.param_roles import AddsParameters
 
 QKV_TARGETS = ('q', 'k', 'v')
 

@@ -13,7 +13,7 @@ from mmengine.logging import print_log
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
-from .compat import init_cpu_dist, resolve_dist_backend
+from ..runtime.compat import init_cpu_dist, resolve_dist_backend
 
 
 def add_common_args(parser: argparse.ArgumentParser, cfg_example: str,

@@ -18,7 +18,7 @@ code or any config:
 * the local storage backend (name ``'local'``, the default for paths without a
   prefix) is re-registered through mmengine's own ``register_backend(force=True)`` as
   :class:`AtomicLocalBackend`, whose ``put`` / ``put_text`` write through
-  :mod:`projects.core.atomic_io` (temporary file, fsync, ``os.replace``). This covers
+  :mod:`projects.core.engine.atomic_io` (temporary file, fsync, ``os.replace``). This covers
   checkpoints, published / best checkpoints and ``mmengine.dump`` to local files;
   remote backends (``s3://``, ``petrel://``) are unchanged;
 * ``mmengine.hooks.checkpoint_hook`` gets a module-level ``open`` that makes write
@@ -35,7 +35,7 @@ from mmengine.fileio import LocalBackend, register_backend
 from mmengine.fileio.backends import registry_utils
 from mmengine.hooks import checkpoint_hook
 
-from .atomic_io import atomic_open, atomic_write_bytes, atomic_write_text
+from ..engine.atomic_io import atomic_open, atomic_write_bytes, atomic_write_text
 
 
 class AtomicLocalBackend(LocalBackend):
@@ -60,7 +60,7 @@ def _hook_open(file, mode: str = 'r', *args, **kwargs) -> Union[IO, ContextManag
 
 def install() -> None:
     """Route mmengine's local checkpoint and ``last_checkpoint`` writes through
-    :mod:`projects.core.atomic_io`."""
+    :mod:`projects.core.engine.atomic_io`."""
     if registry_utils.backends.get('local') is not AtomicLocalBackend or \
             registry_utils.prefix_to_backends.get('') is not AtomicLocalBackend:
         register_backend('local', AtomicLocalBackend, force=True, prefixes='')

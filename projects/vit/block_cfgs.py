@@ -1,6 +1,6 @@
 """Per-layer block configurations of a ViT backbone.
 
-``block_cfg`` gives the :class:`~projects.core.transformer.Block` arguments of every
+``block_cfg`` gives the :class:`~projects.vit.block.Block` arguments of every
 layer: one dict for all layers, a list with one dict per layer, or (from Python) a
 callable ``layer_index -> dict``. ``block_overrides`` then applies rules in order, each
 ``dict(layers=[0, 1, 2] or '0:3', **block_args)`` -- the config-file form of "layers
@@ -10,7 +10,7 @@ no ``type``) update the part config below them; a different ``type`` replaces it
 import inspect
 from typing import Callable, Dict, List, Sequence, Union
 
-from .transformer import Block
+from .block import Block
 
 BlockCfgSpec = Union[None, dict, Sequence[dict], Callable[[int], dict]]
 PART_KEYS = ('attn_cfg', 'mlp_cfg', 'merger', 'mlp_gate', 'adapter', 'attn_gate')
@@ -54,25 +54,29 @@ def merge_block_cfg(base: dict, update: dict) -> dict:
     return out
 
 
+def layer_cfgs(block_cfg: BlockCfgSpec, num_layers: int) -> List[dict]:
+    """``block_cfg`` (None, one dict, a list or a callable) as one dict per layer."""
+    if block_cfg is None:
+        return [{} for _ in range(num_layers)]
+    if isinstance(block_cfg, dict):
+        return [block_cfg] * num_layers
+    if callable(block_cfg):
+        return [block_cfg(i) or {} for i in range(num_layers)]
+    per_layer = list(block_cfg)
+    if len(per_layer) != num_layers:
+        raise ValueError(f'block_cfg lists {len(per_layer)} layers for a '
+                         f'{num_layers}-layer model; give one dict per layer, one dict '
+                         'for all, or use block_overrides.')
+    return per_layer
+
+
 def resolve_block_cfgs(defaults: Sequence[dict], block_cfg: BlockCfgSpec = None,
                        block_overrides: Sequence[dict] = ()) -> List[Dict]:
     """Block arguments of each layer: ``defaults[i]`` (the backbone's own choices),
     then ``block_cfg``, then each override rule."""
     num_layers = len(defaults)
-    if block_cfg is None:
-        per_layer = [{} for _ in range(num_layers)]
-    elif isinstance(block_cfg, dict):
-        per_layer = [block_cfg] * num_layers
-    elif callable(block_cfg):
-        per_layer = [block_cfg(i) or {} for i in range(num_layers)]
-    else:
-        per_layer = list(block_cfg)
-        if len(per_layer) != num_layers:
-            raise ValueError(f'block_cfg lists {len(per_layer)} layers for a '
-                             f'{num_layers}-layer model; give one dict per layer, one dict '
-                             'for all, or use block_overrides.')
     cfgs = []
-    for i, (base, layer) in enumerate(zip(defaults, per_layer)):
+    for i, (base, layer) in enumerate(zip(defaults, layer_cfgs(block_cfg, num_layers))):
         _check_keys(layer, f'block_cfg of layer {i}')
         cfgs.append(merge_block_cfg(base, layer))
     for rule in block_overrides:

@@ -1,4 +1,4 @@
-"""The CPU / single-process fixes of :mod:`projects.core.compat` for every runner built
+"""The CPU / single-process fixes of :mod:`projects.core.runtime.compat` for every runner built
 from a config, not only in ``tools/train.py`` / ``tools/test.py``.
 
 Every OpenMMLab entry point builds its runner with ``Runner.from_cfg`` (directly or via
@@ -26,8 +26,8 @@ from typing import Any, List, Optional
 import torch
 from mmengine.runner import Runner
 
-from .cli import log_notes
-from .compat import init_cpu_dist, prepare_runtime_cfg
+from ..engine.cli import log_notes
+from .compat import init_cpu_dist, prepare_runtime_cfg, resolve_dist_backend
 
 _MARK = '_mmadapt_adapts_cfg'
 
@@ -40,14 +40,10 @@ def adapt_runner_cfg(cfg: Any, cuda: Optional[bool] = None) -> List[str]:
     notes = prepare_runtime_cfg(cfg, launcher, cuda)
     if not cuda and launcher != 'none':
         # mmengine's from_cfg defaults to nccl when env_cfg is absent
-        if cfg.get('env_cfg', None) is None:
-            cfg['env_cfg'] = dict()
-        if cfg['env_cfg'].get('dist_cfg', None) is None:
-            cfg['env_cfg']['dist_cfg'] = dict()
-        dist_cfg = cfg['env_cfg']['dist_cfg']
-        if dist_cfg.get('backend', 'nccl') == 'nccl':
-            dist_cfg['backend'] = 'gloo'
-            notes.append('dist backend nccl -> gloo (no CUDA device)')
+        before = ((cfg.get('env_cfg', None) or {}).get('dist_cfg', None) or {}).get(
+            'backend', 'nccl')
+        if resolve_dist_backend(cfg, cuda=False) != before:
+            notes.append(f'dist backend {before} -> gloo (no CUDA device)')
     return notes
 
 

@@ -71,7 +71,7 @@ def _statistics_getattr(obj: Any, name: str) -> Callable:
         return getattr(history_buffer, name)
     raise pickle.UnpicklingError(
         f'weights-only load: getattr({obj!r}, {name!r}) is not allowed; only '
-        f'HistoryBuffer statistics methods {sorted(allowed)} are (projects.core.compat)')
+        f'HistoryBuffer statistics methods {sorted(allowed)} are (projects.core.runtime.compat)')
 
 
 def _safe_globals() -> List[Tuple[Any, str]]:

@@ -22,6 +22,7 @@ from mmengine.registry import HOOKS
 from mmengine.runner import Runner
 from torch import Tensor
 
+from ..ddp import unwrap_model
 from ..linear_probe import L2_GRID, choose_l2, extract, fit_logistic
 
 Features = Tuple[Tensor, Tensor]
@@ -103,7 +104,7 @@ class LinearProbeInitHook(Hook):
     def before_train(self, runner) -> None:
         if runner.iter > 0:
             return
-        model = runner.model.module if hasattr(runner.model, 'module') else runner.model
+        model = unwrap_model(runner.model)
         self.fitted = probe_head(model, runner.cfg, self.select_splits, self.fit_splits,
                                  self.progress, self.features, self.l2_grid,
                                  self.select_by)

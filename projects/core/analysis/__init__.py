@@ -1,0 +1,1 @@
+"""Measuring helpers of the benchmark tools (throughput, process memory)."""

@@ -1,0 +1,159 @@
+"""The interface of each block slot, one small base class per slot.
+
+A part subclasses the base of its slot; the block checks this at build and calls every
+part of a slot the same way. Optional abilities are class attributes with a default
+(False / None), set by the parts that have them, so the block never probes a part:
+
+==================  =========================================  =========================
+slot                call                                        declared abilities
+==================  =========================================  =========================
+``attn_cfg``        ``forward(x, ctx, attend=None,              ``provides_metric``,
+                    need_metric=False) -> (out, metric)``       ``masks_keys``, ``packs``
+``mlp_cfg``         ``forward(x) -> x`` (token-wise)            --
+``merger``          ``forward(x, metric, ctx) -> (x, ctx)``     ``needs_metric(ctx)``
+``mlp_gate`` /      ``forward(x, ctx) -> (GateDecision, ctx)``  ``slot``, ``gates_mlp``,
+``attn_gate``                                                   ``per_sample``,
+                                                                ``mask_name``
+``adapter``         ``forward(x, ctx) -> Tensor``               --
+==================  =========================================  =========================
+
+Every part may also count its own multiply-adds (:meth:`Part.macs`) and check itself
+against the built backbone (:meth:`Part.setup`). A backbone's loss terms
+(``aux_losses``) subclass :class:`AuxLossTerm`.
+"""
+from typing import TYPE_CHECKING, NamedTuple, Optional, Sequence, Tuple
+
+from torch import Tensor, nn
+
+from .context import TokenContext
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .backbone import ComposableViT
+
+
+class Part(nn.Module):
+    """What every block part may declare."""
+
+    def macs(self, num_tokens: int) -> Optional[int]:
+        """Multiply-adds of one sample's forward on ``num_tokens`` tokens, for parts
+        whose cost the ViT's own count does not cover; None: nothing of its own."""
+        return None
+
+    def setup(self, backbone: 'ComposableViT') -> None:
+        """Called once the backbone is built, for checks that need all of it."""
+
+
+class AttentionPart(Part):
+    """Attention slot: ``forward(x, ctx, attend=None, need_metric=False) -> (out,
+    metric)``.
+
+    Abilities (the block asks for them only where the part declares them):
+        provides_metric: with ``need_metric=True`` returns (B, N, Cm) for a token
+            merger to match on (ToMe: the keys averaged over heads); a block with a
+            merger refuses an attention without it.
+        masks_keys: accepts ``attend`` (B, N) bool -- only those tokens may be attended
+            to (an attention gate's training path).
+        packs: has :meth:`forward_packed` (an attention gate's eval path).
+    """
+    provides_metric: bool = False
+    masks_keys: bool = False
+    packs: bool = False
+
+    def forward(self, x: Tensor, ctx: TokenContext = TokenContext(),
+                attend: Optional[Tensor] = None,
+                need_metric: bool = False) -> Tuple[Tensor, Optional[Tensor]]:
+        raise NotImplementedError
+
+    def forward_packed(self, rows: Tensor, lengths: Sequence[int],
+                       ctx: TokenContext = TokenContext()) -> Tensor:
+        """Attention over ragged sequences packed into rows (K, C), ``lengths[b]`` rows
+        per sample, without padding."""
+        raise NotImplementedError(f'{type(self).__name__} declares no packed execution.')
+
+
+class MlpPart(Part):
+    """MLP slot: ``forward(x) -> x``, token-wise, so the block may run it on any subset
+    of the tokens."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        raise NotImplementedError
+
+
+class TokenReducer(Part):
+    """Token-reduction slot (between attention and MLP): ``forward(x, metric, ctx) ->
+    (x, ctx)``. A step that combines tokens records it with ``ctx.with_groups``; one
+    that only drops tokens sets ``on_grid=False``."""
+
+    def needs_metric(self, ctx: TokenContext) -> bool:
+        """Whether this forward's attention must return its matching metric."""
+        return False
+
+    def forward(self, x: Tensor, metric: Optional[Tensor],
+                ctx: TokenContext) -> Tuple[Tensor, TokenContext]:
+        raise NotImplementedError
+
+
+class GateDecision(NamedTuple):
+    """What a gate decided for one block.
+
+    keep: (B, N) per token or (B,) per sample (the gate's declared ``per_sample``).
+    hard: True for exact 0/1 decisions (a bool tensor), which lets the block skip the
+        work of the inactive tokens or samples; False for straight-through values that
+        scale the update, so the gradient reaches the gate.
+    """
+    keep: Tensor
+    hard: bool
+
+
+class TokenGate(Part):
+    """Gate slots: ``forward(x, ctx) -> (GateDecision or None, ctx)``; None keeps
+    every token.
+
+    Declared:
+        slot: 'mlp_gate' (decides on the tokens entering the MLP) or 'attn_gate'
+            (decides on the block input, for attention and, with ``gates_mlp``, the MLP).
+        gates_mlp: an attention gate whose decision also gates the MLP.
+        per_sample: decides per sample (B,) instead of per token (B, N): skips whole
+            layers.
+        mask_name: under which name the block records the decision in ``ctx.masks``;
+            by default what it skips ('mlp', 'attn', 'block' for both, 'layer').
+    """
+    slot: str = 'mlp_gate'
+    gates_mlp: bool = False
+    per_sample: bool = False
+
+    @property
+    def mask_name(self) -> str:
+        if self.per_sample:
+            return 'layer'
+        if self.slot == 'mlp_gate':
+            return 'mlp'
+        return 'block' if self.gates_mlp else 'attn'
+
+    def forward(self, x: Tensor, ctx: TokenContext
+                ) -> Tuple[Optional[GateDecision], TokenContext]:
+        raise NotImplementedError
+
+
+class Adapter(Part):
+    """Adapter slot: ``forward(x, ctx) -> Tensor`` added to the block output in
+    parallel with the MLP, on every token."""
+
+    def forward(self, x: Tensor, ctx: TokenContext) -> Tensor:
+        raise NotImplementedError
+
+
+class AuxLossTerm(nn.Module):
+    """A backbone's ``aux_losses`` entry: ``forward(ctx, backbone) -> {name: tensor}``
+    computed from one forward's context (keys without 'loss' are only logged)."""
+
+    def setup(self, backbone: 'ComposableViT') -> None:
+        """Called once the backbone is built, for checks that need all of it."""
+
+    def forward(self, ctx: TokenContext, backbone: nn.Module):
+        raise NotImplementedError
+
+
+#: slot name -> the base class its part must subclass
+SLOT_BASES = dict(attn_cfg=AttentionPart, mlp_cfg=MlpPart, merger=TokenReducer,
+                  mlp_gate=TokenGate, attn_gate=TokenGate, adapter=Adapter)
