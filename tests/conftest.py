@@ -1,5 +1,6 @@
 """Shared fixtures: tiny ViT configs that run in milliseconds on 2 CPU cores, and the
 subprocess runner of the tests that run tools as a user would."""
+import copy
 import os
 import os.path as osp
 import socket
@@ -11,6 +12,39 @@ import torch
 import projects  # noqa: F401  (registers components, applies compat fixes)
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+
+
+def _cache_external_config_index() -> None:
+    """mmengine re-reads the ~100 model-index YAML files of mmseg / mmpretrain for every
+    ``mmseg::`` / ``mmpretrain::`` base of every config it parses (about 0.3 s each;
+    a base that is no model config, such as a dataset base, is looked up and missed
+    every time), and the suite parses each config several times. The installed files
+    do not change during a run: here the index of a package is read once per process."""
+    from mmengine.config import utils
+    from mmengine.fileio import load
+    indexes: dict = {}
+
+    def index(package_path: str) -> dict:
+        if package_path not in indexes:
+            found: dict = {}
+            mim = osp.join(package_path, '.mim')
+            for meta in load(osp.join(mim, 'model-index.yml'))['Import']:
+                for model in load(osp.join(mim, meta))['Models']:
+                    if 'Config' in model:  # the first entry of a config name wins
+                        found.setdefault(model['Config'].partition('/')[-1], model)
+            indexes[package_path] = found
+        return indexes[package_path]
+
+    def cached(package_path: str, cfg_path: str) -> dict:
+        found = index(package_path)
+        if cfg_path not in found:
+            raise ValueError(f'Expected configs: {found.keys()}, but got {cfg_path}')
+        return copy.deepcopy(found[cfg_path])
+
+    utils._get_cfg_metainfo = cached
+
+
+_cache_external_config_index()
 TINY_ARCH = dict(embed_dims=32, num_layers=4, num_heads=2, feedforward_channels=64)
 
 

@@ -18,8 +18,10 @@ from mmengine.config import Config  # noqa: E402
 from mmengine.evaluator import DumpResults  # noqa: E402
 
 import projects  # noqa: E402,F401  (registers components, applies compat fixes)
-from projects.core.engine.cli import (add_common_args, build_runner, load_cfg,  # noqa: E402
-                               log_notes, parse_args_with_rank, refuse_damaged_checkpoint)
+from projects.core.engine.cli import (add_common_args, add_partial_load_arg,  # noqa: E402
+                                      apply_partial_load, build_runner,
+                                      exit_on_checkpoint_mismatch, load_cfg, log_notes,
+                                      parse_args_with_rank, refuse_damaged_checkpoint)
 from projects.core.runtime.compat import prepare_runtime_cfg  # noqa: E402
 
 
@@ -34,6 +36,7 @@ def parse_args(argv=None):
     parser.add_argument('--show-dir', help='save a visualisation of every prediction '
                         'in this directory (mmseg: <show-dir>/vis_data/vis_image; '
                         'mmpretrain: <work_dir>/<timestamp>/<show-dir> if relative)')
+    add_partial_load_arg(parser, 'the checkpoint')
     add_common_args(parser, 'test_dataloader.batch_size=1', 'tools/dist_test.sh')
     return parse_args_with_rank(parser, argv)
 
@@ -60,6 +63,7 @@ def setup_cfg(args) -> Config:
                               'test another checkpoint of the run.')
     cfg.load_from = args.checkpoint
     cfg.resume = False
+    apply_partial_load(cfg, args)
     if args.show_dir:
         enable_visualization(cfg, args.show_dir)
     notes = prepare_runtime_cfg(cfg, args.launcher)
@@ -72,7 +76,8 @@ def main(argv=None):
     runner = build_runner(setup_cfg(args))
     if args.out:
         runner.test_evaluator.metrics.append(DumpResults(out_file_path=args.out))
-    metrics = runner.test()
+    with exit_on_checkpoint_mismatch():  # the checkpoint is loaded in runner.test()
+        metrics = runner.test()
     return metrics
 
 

@@ -24,8 +24,10 @@ from mmengine.logging import print_log  # noqa: E402
 from mmengine.runner import find_latest_checkpoint  # noqa: E402
 
 import projects  # noqa: E402,F401  (registers components, applies compat fixes)
-from projects.core.engine.cli import (add_common_args, build_runner, load_cfg,  # noqa: E402
-                               log_notes, parse_args_with_rank, refuse_damaged_checkpoint)
+from projects.core.engine.cli import (add_common_args, add_partial_load_arg,  # noqa: E402
+                                      apply_partial_load, build_runner,
+                                      exit_on_checkpoint_mismatch, load_cfg, log_notes,
+                                      parse_args_with_rank, refuse_damaged_checkpoint)
 from projects.core.runtime.compat import prepare_runtime_cfg  # noqa: E402
 
 
@@ -47,6 +49,7 @@ def parse_args(argv=None):
         '--amp',
         action='store_true',
         help='automatic mixed precision (needs a CUDA device)')
+    add_partial_load_arg(parser, 'the load_from checkpoint (--cfg-options load_from=CKPT)')
     add_common_args(parser, 'train_cfg.max_iters=10 optim_wrapper.optimizer.lr=1e-3',
                     'tools/dist_train.sh')
     return parse_args_with_rank(parser, argv)
@@ -71,6 +74,11 @@ def setup_cfg(args) -> Config:
             cfg.optim_wrapper.type = 'AmpOptimWrapper'
             cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
 
+    if args.partial_load and args.resume is not None:
+        raise SystemExit('error: --partial-load applies to load_from (starting a new run from '
+                         'another model\'s weights); --resume continues this run\'s own '
+                         'checkpoint. Drop one of them.')
+    apply_partial_load(cfg, args)
     if args.resume == 'auto':
         cfg.resume = True
         cfg.load_from = None
@@ -107,7 +115,9 @@ def refuse_damaged_resume(resume: Optional[str], latest: Optional[str],
 
 def main(argv=None):
     args = parse_args(argv)
-    build_runner(setup_cfg(args)).train()
+    runner = build_runner(setup_cfg(args))
+    with exit_on_checkpoint_mismatch():  # load_from is loaded in runner.train()
+        runner.train()
 
 
 if __name__ == '__main__':

@@ -5,6 +5,20 @@ object that :func:`merge_weighted` merges with and whose methods compose the int
 assignment recording where every original token went (for :func:`unmerge`). Nothing here holds state across
 forward calls: the caller threads ``size`` and ``assignment`` through its own forward,
 which keeps the backbone re-entrant (activation checkpointing, interleaved forwards).
+
+Export (``torch.onnx.export``): two eager operations have no faithful ONNX form, so
+while exporting (``torch.onnx.is_in_onnx_export()``) the same arithmetic is written
+with operations that have one, and eager keeps its fast path:
+
+- ``index_add_`` with repeated indices (two sources merged into one destination,
+  which ToMe allows) exports as ``x + ScatterElements(zeros, index, src)`` without
+  reduction, which keeps only one of the repeated writes: the graph dropped all but
+  one source of such a destination (``scatter_add`` has the same form below opset 16).
+  Exported, both sums are a one-hot matmul, right at every opset.
+- ``argsort`` exports as ``TopK``, which orders equal values by index (ONNX spec);
+  PyTorch's default (unstable) sort orders them otherwise in longer rows, so tied
+  similarities (identical tokens) picked other sources. Eager now sorts stably, which
+  is the order TopK gives.
 """
 from typing import NamedTuple, Optional, Protocol, Tuple
 
@@ -69,6 +83,26 @@ class TokenMatching(NamedTuple):
         return step if assignment is None else step.gather(1, assignment)
 
 
+def _argsort_descending(x: Tensor) -> Tensor:
+    """Indices sorting the last axis by descending value, equal values by ascending
+    index: the order of ONNX ``TopK``, so eager and exported graphs pick the same
+    tokens when similarities tie. (A stable sort does not export with the TorchScript
+    exporter; ``TopK`` is stable by definition.)"""
+    if torch.onnx.is_in_onnx_export():
+        return x.argsort(dim=-1, descending=True)
+    return x.argsort(dim=-1, descending=True, stable=True)
+
+
+def _sum_into(base: Tensor, index: Tensor, src: Tensor) -> Tensor:
+    """``base`` (B, M, K) with each row ``src[b, j]`` (B, R, K) added to row
+    ``index[b, j]`` (B, R), repeated indices accumulating, as a one-hot matmul: the
+    export form of ``scatter_add`` / ``index_add_``, whose ONNX graph keeps only one of
+    repeated writes. Exact for the size sums (small integers)."""
+    positions = torch.arange(base.shape[1], device=base.device)
+    one_hot = (index[..., None] == positions).to(src.dtype)          # (B, R, M)
+    return base + one_hot.transpose(1, 2) @ src
+
+
 def max_merge(num_tokens: int, class_token: bool) -> int:
     """ToMe's cap: at most half of the mergeable tokens can go in one layer."""
     return max((num_tokens - int(class_token)) // 2, 0)
@@ -92,8 +126,8 @@ def bipartite_soft_matching(metric: Tensor, r: int,
         scores = a @ b.transpose(-1, -2)
         if class_token:
             scores[:, 0, :] = -float('inf')
-        node_max, node_idx = scores.max(dim=-1)
-        edge_idx = node_max.argsort(dim=-1, descending=True)[..., None]
+        node_max, node_idx = scores.max(dim=-1)  # ties: the first index, as ONNX ArgMax
+        edge_idx = _argsort_descending(node_max)[..., None]
         unm_idx = edge_idx[:, r:]
         src_idx = edge_idx[:, :r]
         dst_idx = node_idx[..., None].gather(1, src_idx)
@@ -127,7 +161,11 @@ def merge_weighted(matching: TokenMatching, x: Tensor, size: Optional[Tensor],
     src = flat.index_select(0, (2 * src_idx[..., 0] + offsets * n).flatten())      # (B*r, C)
     dst = flat.index_select(0, (2 * dst_idx[..., 0] + 1 + offsets * n).flatten())
     src_size = a_size.gather(1, src_idx)                                            # (B, r, 1)
-    new_b_size = b_size.scatter_add(1, dst_idx, src_size)
+    exporting = torch.onnx.is_in_onnx_export()
+    if exporting:
+        new_b_size = _sum_into(b_size, dst_idx[..., 0], src_size)
+    else:
+        new_b_size = b_size.scatter_add(1, dst_idx, src_size)
     inv_total = new_b_size.gather(1, dst_idx).reciprocal().reshape(-1, 1)
     src_size = src_size.reshape(-1, 1)
     if modulate is not None:
@@ -139,7 +177,12 @@ def merge_weighted(matching: TokenMatching, x: Tensor, size: Optional[Tensor],
 
     out = flat.index_select(0, matching.kept_rows(offsets * n))
     num_unm = matching.unm_idx.shape[1]
-    out_rows = (dst_idx[..., 0] + num_unm + offsets * (n - r)).flatten()
-    out = out.index_add_(0, out_rows, delta).view(bsz, n - r, c)
+    if exporting:
+        out = out.view(bsz, n - r, c)
+        merged = _sum_into(out[:, num_unm:], dst_idx[..., 0], delta.view(bsz, r, c))
+        out = torch.cat([out[:, :num_unm], merged], 1)
+    else:
+        out_rows = (dst_idx[..., 0] + num_unm + offsets * (n - r)).flatten()
+        out = out.index_add_(0, out_rows, delta).view(bsz, n - r, c)
     new_size = torch.cat([a_size.gather(1, matching.unm_idx), new_b_size], 1)
     return out, new_size

@@ -34,6 +34,11 @@ if TYPE_CHECKING:  # pragma: no cover
 class Part(nn.Module):
     """What every block part may declare."""
 
+    def __init__(self, **dims) -> None:
+        # the block passes its dimensions (dim, num_heads, ...) as keyword defaults; a
+        # part without parameters may leave them unused
+        super().__init__()
+
     def macs(self, num_tokens: int) -> Optional[int]:
         """Multiply-adds of one sample's forward on ``num_tokens`` tokens, for parts
         whose cost the ViT's own count does not cover; None: nothing of its own."""

@@ -10,13 +10,14 @@ from mmpretrain.structures import DataSample
 from mmseg.registry import MODELS as SEG_MODELS
 from mmseg.structures import SegDataSample
 
+from projects.vit.interfaces import TokenGate
 from projects.vit.registry import VIT_LAYERS
 
 TINY = dict(embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=64)
 
 
 @VIT_LAYERS.register_module(force=True)
-class _L2Gate(torch.nn.Module):
+class _L2Gate(TokenGate):
     """Adds the mean square of the tokens as ``loss_l2`` and logs a rate."""
 
     def __init__(self, dim, **kwargs):

@@ -78,14 +78,16 @@ def _vit_case(sizes=((48, 48),), **kwargs) -> Callable[[], Dict[str, Tensor]]:
 
 def _spt_case(merge_mode: str) -> Callable[[], Dict[str, Tensor]]:
     def run() -> Dict[str, Tensor]:
+        from projects.combos import SPTPYRAViT
         from projects.pyra import PYRAViT
         from projects.spt.allocation import allocate
         from projects.spt.backbone import SPTViT
         from projects.spt.cache import make_key, save_allocation
         from projects.spt.units import vit_units
         vit = dict(arch=TINY, img_size=48, patch_size=8, out_type='featmap',
-                   out_indices=(1, 3), merge_mode=merge_mode,
-                   merge_schedule=[4, 3, 2, 2] if merge_mode != 'none' else None)
+                   out_indices=(1, 3))
+        if merge_mode != 'none':  # SPT on the merging ViT (SPTViT was one class before)
+            vit.update(merge_mode=merge_mode, merge_schedule=[4, 3, 2, 2])
         units = vit_units(PYRAViT(**vit))
         gen = torch.Generator().manual_seed(0)
         scores = {n: torch.rand(u.shape, generator=gen) for n, u in units.items()}
@@ -95,7 +97,8 @@ def _spt_case(merge_mode: str) -> Callable[[], Dict[str, Tensor]]:
         with tempfile.TemporaryDirectory() as tmp:
             path = osp.join(tmp, 'alloc.pth')
             save_allocation(path, alloc)
-            model = SPTViT(spt_cfg=dict(allocation=path, structured=dict(
+            spt = SPTPYRAViT if merge_mode != 'none' else SPTViT
+            model = spt(spt_cfg=dict(allocation=path, structured=dict(
                 type='lora', rank=2, dropout=0.0)), **vit)
         fill_by_name(model)
         with torch.no_grad():

@@ -7,6 +7,7 @@ from mmengine.registry import DefaultScope
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
+from projects.vit.interfaces import GateDecision
 from projects.dyt import DyTAdapter, DyTMoEAdapter, TokenRateLoss, gumbel_sigmoid
 from projects.pyra import PYRAViT
 
@@ -57,12 +58,13 @@ def test_gathered_inference_equals_masked_dense_computation(adapter):
 
     def fixed_masks(dense: bool):
         def hook(module, args, out):
-            mask, ctx = out
-            mask = torch.rand(mask.shape, generator=gen) > 0.5
+            decision, ctx = out
+            mask = torch.rand(decision.keep.shape, generator=gen) > 0.5
             mask[:, 0] = True
             mask[0, 1:] = False  # no active patch token
             mask[1] = True       # every token active
-            return (mask.float() if dense else mask), ctx
+            # soft (dense, masked) or hard (packed) execution of the same decision
+            return GateDecision(mask.float() if dense else mask, hard=not dense), ctx
         return hook
 
     x = torch.randn(4, 3, 32, 32)
@@ -125,7 +127,7 @@ def test_rate_loss_matches_a_hand_computation():
     model = _vit(DYT, merge_mode='tome', merge_schedule=[3, 2, 0]).train()
     masks = []
     for blk in model.blocks:
-        blk.mlp_gate.register_forward_hook(lambda m, a, out: masks.append(out[0].detach()))
+        blk.mlp_gate.register_forward_hook(lambda m, a, out: masks.append(out[0].keep.detach()))
     _, losses = model.forward_with_losses(torch.randn(2, 3, 32, 32))
     patch = [m[:, 1:] for m in masks]  # the class token is not counted
     assert [m.shape[1] for m in patch] == [16 - 3, 16 - 5, 16 - 5]  # after each merge

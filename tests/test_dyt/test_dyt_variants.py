@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from projects.vit.interfaces import GateDecision
 from projects.dyt.calibrate import calibrate_rate
 from projects.pyra import PYRAViT
 from projects.pyra.flops import executed_macs
@@ -111,7 +112,8 @@ def test_gathered_inference_equals_masked_dense_and_brute_force(variant):
     with torch.no_grad():
         for as_float in (False, True):
             handle = gate.register_forward_hook(
-                lambda m, a, out, f=as_float: ((mask.float() if f else mask), out[1]))
+                lambda m, a, out, f=as_float: (GateDecision(mask.float() if f else mask,
+                                                            hard=not f), out[1]))
             outs.append(blk(tokens, ctx)[0])
             handle.remove()
         want = _brute_force_block(blk, tokens, mask, variant)
@@ -127,7 +129,7 @@ def test_training_gradient_reaches_the_dispatcher_and_rate_loss_is_hand_computed
         nn.init.normal_(blk.adapter.up.weight)
     masks = []
     for blk in model.blocks:
-        _gate(blk).register_forward_hook(lambda m, a, out: masks.append(out[0].detach()))
+        _gate(blk).register_forward_hook(lambda m, a, out: masks.append(out[0].keep.detach()))
     outs, losses = model.forward_with_losses(torch.randn(6, 3, 32, 32))
     if variant == 'layer':
         active = sum(m.sum() * 16 for m in masks)

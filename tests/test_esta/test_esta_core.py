@@ -157,7 +157,7 @@ def test_bad_input_errors():
         build([anchor(16, 2)])
     with pytest.raises(ValueError, match='kernel_size'):
         build(kernel_size=5)
-    with pytest.raises(ValueError, match="merge_mode='none'"):
+    with pytest.raises(ValueError, match=r"sets \['merge_mode', 'merge_schedule'\]: stitched"):
         build([anchor(16, 2), anchor(32, 4, merge_mode='tome', merge_schedule=1)])
     model = build()
     with pytest.raises(IndexError, match='out of range.*12 stitches'):

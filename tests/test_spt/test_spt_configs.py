@@ -29,7 +29,7 @@ def test_leaf_recipe(path):
     assert 'projects.spt' in cfg.custom_imports['imports']
     assert any(h['type'] == 'SPTAllocationHook' for h in cfg.custom_hooks)
     backbone = cfg.model.backbone
-    assert backbone.type in ('SPTViT', 'SPTSwin') and not backbone.get('lora_cfg')
+    assert backbone.type in ('SPTViT', 'SPTPYRAViT', 'SPTSwin') and not backbone.get('lora_cfg')
     spt = backbone.spt_cfg
     assert spt.structured.type in ('lora', 'adapter') and spt.allocation.endswith('.pth')
     if '/vtab/' in path:  # the thesis / official VTAB-1k recipe

@@ -130,7 +130,7 @@ def test_one_command_computes_then_reuses(runs):
 
 def test_trained_checkpoint_folds_into_plain_model(runs):
     """Deployment of the real training output: the folded checkpoint loads strictly
-    into the same classifier with a plain PYRAViT backbone, with identical outputs."""
+    into the same classifier with a plain ComposableViT backbone, with identical outputs."""
     from mmengine.config import Config
     from mmengine.runner import load_checkpoint
 
@@ -143,7 +143,7 @@ def test_trained_checkpoint_folds_into_plain_model(runs):
     cfg.model.backbone.spt_cfg.allocation = osp.join(root, 'cache', 'single.pth')
     out = osp.join(root, 'folded.pth')
     _, deploy = fold_checkpoint(cfg, osp.join(root, 'w_first', 'epoch_2.pth'), out)
-    assert deploy.model.backbone.type == 'PYRAViT' and 'spt_cfg' not in deploy.model.backbone
+    assert deploy.model.backbone.type == 'ComposableViT' and 'spt_cfg' not in deploy.model.backbone
     assert all(h['type'] != 'SPTAllocationHook' for h in deploy.custom_hooks)
     spt_model = build_model_from_cfg(cfg).eval()
     load_checkpoint(spt_model, osp.join(root, 'w_first', 'epoch_2.pth'), strict=True)
@@ -291,7 +291,7 @@ def test_sensitivity_pass_runs_on_the_runner_device(tmp_path, monkeypatch):
     monkeypatch.setattr(spt_runner, 'accumulate_sensitivity', recording_pass)
     runner = spt_runner.SPTRunner.from_cfg(cfg)
     device = torch.device(get_device())
-    assert at_pass[0] == [('PYRAViT', device)]  # the plain scoring model, moved first
+    assert at_pass[0] == [('ComposableViT', device)]  # the plain scoring model, moved first
     assert at_pass[1] == {device}
     assert batch_devices and set(batch_devices) == {device}
     assert ('SPTViT', device) in moves  # where Runner.wrap_model put the real model

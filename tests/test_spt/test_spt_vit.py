@@ -4,6 +4,7 @@ errors for corrupt / mismatched caches."""
 import pytest
 import torch
 
+from projects.combos import SPTPYRAViT
 from projects.pyra import PYRAViT
 from projects.spt import SPTCacheError, SPTViT, load_allocation
 from projects.spt.layers import SPTLayerNorm, SPTLinear
@@ -11,15 +12,18 @@ from projects.spt.units import vit_units
 
 
 def _kw(tiny_arch, merge_mode='none'):
-    return dict(arch=tiny_arch, img_size=32, patch_size=8, out_type='featmap',
-                merge_mode=merge_mode,
-                merge_schedule=[3, 2, 2, 1] if merge_mode != 'none' else None)
+    kw = dict(arch=tiny_arch, img_size=32, patch_size=8, out_type='featmap')
+    if merge_mode != 'none':
+        kw.update(merge_mode=merge_mode, merge_schedule=[3, 2, 2, 1])
+    return kw
 
 
 def _spt(path, kw, structured='lora', rank=2):
-    return SPTViT(spt_cfg=dict(allocation=str(path),
-                               structured=dict(type=structured, rank=rank, dropout=0.0)),
-                  **kw)
+    """SPTViT, or SPTPYRAViT when ``kw`` merges."""
+    spt = SPTPYRAViT if 'merge_mode' in kw else SPTViT
+    return spt(spt_cfg=dict(allocation=str(path),
+                            structured=dict(type=structured, rank=rank, dropout=0.0)),
+               **kw)
 
 
 def test_trainable_set_gradients_and_optimizer_state(tiny_arch, tmp_path, make_allocation):

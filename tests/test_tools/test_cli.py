@@ -11,7 +11,7 @@ import torch
 from mmengine.config import Config
 from mmengine.logging import HistoryBuffer
 
-from projects.core import compat
+from projects.core.runtime import compat
 
 
 def _load_tool(tools, name):

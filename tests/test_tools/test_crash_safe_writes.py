@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import projects  # noqa: F401  (installs the atomic writers)
-from projects.core import atomic_checkpoints
+from projects.core.runtime import atomic_checkpoints
 from projects.core.engine.atomic_io import atomic_open, atomic_torch_save
 
 CASES = ('checkpoint', 'last_checkpoint')

@@ -24,7 +24,7 @@ sys.path.insert(0, osp.join(ROOT, 'tools'))
 
 import run_embedded_default as job  # noqa: E402
 from embedded import methods, report  # noqa: E402
-from projects.core import linear_probe as probe  # noqa: E402
+from projects.core.engine import linear_probe as probe  # noqa: E402
 from projects.core.engine.schedule import set_max_epochs  # noqa: E402
 from projects.core.engine.trainable_only_optim import TrainableOnlyOptimWrapperConstructor  # noqa: E402,E501
 

@@ -11,7 +11,7 @@ import mmseg
 from mmengine.config import Config
 from mmengine.runner import Runner
 
-from projects.core import runner_compat
+from projects.core.runtime import runner_compat
 
 MMSEG_TRAIN = osp.join(osp.dirname(mmseg.__file__), '.mim', 'tools', 'train.py')
 TWO_ITERS = ['train_cfg.max_iters=2', 'train_cfg.val_interval=2',

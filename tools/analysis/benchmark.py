@@ -25,6 +25,13 @@ deformable-attention op is not counted). Example (Segmenter, ViT-B/16, 512^2):
         configs/pyra/seg/tome-lora-low_segmenter-mask_vit-b16_8xb1-160k_ade20k-512x512.py \
         configs/pyra/seg/pyra-lora-low_segmenter-mask_vit-b16_8xb1-160k_ade20k-512x512.py \
         --batch-size 1 --part model --fold-lora --breakdown
+
+With --onnx every row is also exported to ONNX (opset 17, the timed part at the timed
+batch shape), checked against PyTorch with onnxruntime (1e-4 of the output scale, as
+tools/deployment/pytorch2onnx.py checks it) and timed by onnxruntime on the same CPU
+threads, interleaved with the PyTorch rows of the same run: two more columns, onnxruntime
+images/s and its ratio to PyTorch's. A row whose graph is refused or differs shows n/a
+and the reason.
 """
 import argparse
 import os.path as osp
@@ -74,6 +81,9 @@ def parse_args(argv: List[str] = None) -> argparse.Namespace:
                    help='with --part model: also time each backbone alone and its unmerge '
                         'in the same run, and print where the time and the counted '
                         'multiply-adds go (backbone / unmerge / neck + head)')
+    p.add_argument('--onnx', action='store_true',
+                   help='also export every row to ONNX, check it against PyTorch and time '
+                        'it with onnxruntime in the same interleaved run')
     p.add_argument('--cfg-options', nargs='+', action=DictAction,
                    help='override settings of every config')
     args = p.parse_args(argv)
@@ -191,6 +201,10 @@ def main(argv: List[str] = None) -> None:
                      if fn is not None}
             parts[name] = {part: f'{name} [{part}]' for part in timed}
             fns.update({parts[name][part]: fn for part, fn in timed.items()})
+    if args.onnx:
+        timed = {name: models[name].backbone if args.part == 'backbone' else
+                 _TensorMode(models[name]) for name in names}
+        fns.update(onnx_fns(timed, x, torch.get_num_threads()))
     stats = measure_interleaved(fns, x, args.warmup, args.repeats)
     speed = {name: stats[name]['images_per_s'] for name in names}
     of_limit = {names[run.limit_of]: speed[names[run.limit_of]] / speed[names[i]]
@@ -199,13 +213,52 @@ def main(argv: List[str] = None) -> None:
     print(f'\nbatch {args.batch_size}, {args.part}, {torch.get_num_threads()} threads, '
           f'median of {args.repeats} interleaved repeats after {args.warmup} warm-up')
     print(f'{"config":<84} {"img/s":>9} {"speed-up":>9} {"GFLOPs":>8} {"FLOPs ratio":>11}'
-          + (f' {"of limit":>9}' if of_limit else ''))
+          + (f' {"of limit":>9}' if of_limit else '')
+          + (f' {"onnx img/s":>10} {"onnx/torch":>10}' if args.onnx else ''))
     for name in names:
         limit = f' {of_limit[name]:>9.1%}' if name in of_limit else ''
+        onnx = ''
+        if args.onnx:
+            row = stats.get(f'{name} [onnx]')
+            onnx = (f' {row["images_per_s"]:>10.2f} {row["images_per_s"] / speed[name]:>9.2f}x'
+                    if row else f' {"n/a":>10} {"n/a":>10}')
         print(f'{name:<84} {speed[name]:>9.2f} {speed[name] / base_speed:>8.2f}x '
-              f'{flops[name]:>8.2f} {base_flops / flops[name]:>10.2f}x' + limit)
+              f'{flops[name]:>8.2f} {base_flops / flops[name]:>10.2f}x' + limit + onnx)
     if args.breakdown:
         print_breakdown(names, models, parts, stats, x)
+
+
+class _TensorMode(torch.nn.Module):
+    """``model(x, mode='tensor')`` as a module: what a --part model row times."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor):
+        return self.model(x, mode='tensor')
+
+
+def onnx_fns(modules: Dict[str, torch.nn.Module], x: torch.Tensor,
+             threads: int) -> Dict[str, Callable]:
+    """Per row: onnxruntime running the row's timed module exported on ``x`` and
+    checked against it (``{name} [onnx]``); rows that do not export print why and get
+    none."""
+    from projects.core.peft.onnx_export import (ExportMismatch, ExportRefused,
+                                                 export_and_check, ort_session)
+    out = {}
+    for name, module in modules.items():
+        try:
+            data, report = export_and_check(module.eval(), x)
+        except (ExportRefused, ExportMismatch, torch.onnx.errors.OnnxExporterError) as err:
+            print(f'onnx: {name}: not exported: {str(err).splitlines()[0]}', flush=True)
+            continue
+        print(f'onnx: {name}: equals PyTorch ({report.worst})', flush=True)
+        session = ort_session(data, threads)
+        input_name = session.get_inputs()[0].name
+        out[f'{name} [onnx]'] = \
+            lambda t, s=session, i=input_name: s.run(None, {i: t.numpy()})
+    return out
 
 
 def part_fns(model, x: torch.Tensor) -> Dict[str, Optional[Callable]]:

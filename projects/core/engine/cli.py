@@ -1,11 +1,12 @@
 """What tools/train.py and tools/test.py share: launcher arguments, loading the config
 with the user's overrides, the work dir, and building the runner (CPU DDP included)."""
 import argparse
+import contextlib
 import logging
 import os
 import os.path as osp
 import zipfile
-from typing import List, Optional
+from typing import Iterator, List, Optional
 
 import torch
 from mmengine.config import Config, DictAction
@@ -14,6 +15,7 @@ from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 from ..runtime.compat import init_cpu_dist, resolve_dist_backend
+from ..runtime.strict_load import PARTIAL_KEY, CheckpointMismatchError
 
 
 def add_common_args(parser: argparse.ArgumentParser, cfg_example: str,
@@ -26,6 +28,32 @@ def add_common_args(parser: argparse.ArgumentParser, cfg_example: str,
     # torchrun passes --local-rank (older launchers --local_rank)
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0,
                         help=argparse.SUPPRESS)
+
+
+def add_partial_load_arg(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--partial-load``: the one way past the refusal of a checkpoint that does not fit
+    (:mod:`projects.core.runtime.strict_load`), so a partial load is always deliberate."""
+    parser.add_argument(
+        '--partial-load', action='store_true',
+        help=f'load {what} even if it fits the model only in part (missing, unused or '
+        'shape-mismatched tensors, e.g. a classifier checkpoint into a segmentor) and log '
+        f'what was not loaded; same as --cfg-options {PARTIAL_KEY}=True. Without it such '
+        'a checkpoint is refused')
+
+
+def apply_partial_load(cfg: Config, args: argparse.Namespace) -> None:
+    if getattr(args, 'partial_load', False):
+        cfg[PARTIAL_KEY] = True
+
+
+@contextlib.contextmanager
+def exit_on_checkpoint_mismatch() -> Iterator[None]:
+    """A refused checkpoint ends the tool with its message (exit code 1), not a
+    traceback through mmengine's runner."""
+    try:
+        yield
+    except CheckpointMismatchError as err:
+        raise SystemExit(f'error: {err}') from None
 
 
 def parse_args_with_rank(parser: argparse.ArgumentParser,
