@@ -41,7 +41,9 @@ class _ScheduledStep(TokenReducer):
         self.num_merge, self.num_tokens = int(num_merge), int(num_tokens)
 
     def merges_now(self, x: Tensor, ctx: TokenContext) -> int:
-        return runtime_merge(self.num_merge, self.num_tokens, x.shape[1], ctx.num_prefix > 0)
+        # int(): a traced size is a tensor; the count is fixed for the traced shape
+        return runtime_merge(self.num_merge, self.num_tokens, int(x.shape[1]),
+                             ctx.num_prefix > 0)
 
     def extra_repr(self) -> str:
         return f'num_merge={self.num_merge}, num_tokens={self.num_tokens}'

@@ -62,14 +62,16 @@ def test_default_merging_rows_are_the_recipe_stretched_to_10_epochs():
         return Config.fromfile(osp.join(methods.CONFIG_DIR, methods.METHODS[name]))
 
     stretched = set_max_epochs(load('lora'), 10)
+    assert stretched.model.backbone.pop('type') == 'ComposableViT'
     for name, mode in (('tome-lora', 'tome'), ('pyra-lora', 'pyra')):
         cfg = load(name)
         assert cfg.train_cfg == stretched.train_cfg
         assert cfg.param_scheduler == stretched.param_scheduler
-        assert (cfg.model.backbone.merge_mode, cfg.model.backbone.merge_schedule) == \
-            (mode, 'low')
-        cfg.model.backbone.merge_mode = 'none'
-        cfg.model.backbone.pop('merge_schedule')
+        backbone = cfg.model.backbone
+        assert (backbone.type, backbone.merge_mode, backbone.merge_schedule) == \
+            ('PYRAViT', mode, 'low')
+        for key in ('type', 'merge_mode', 'merge_schedule'):  # the merging, nothing else
+            backbone.pop(key)
         assert cfg.model == stretched.model
         for key in ('optim_wrapper', 'train_dataloader', 'test_dataloader', 'custom_hooks'):
             assert cfg[key] == stretched[key], key

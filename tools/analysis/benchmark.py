@@ -92,6 +92,10 @@ def parse_args(argv: List[str] = None) -> argparse.Namespace:
     return args
 
 
+#: PYRAViT's options, which the plain ViT (``--plain-baseline``) does not take
+MERGE_KEYS = ('merge_mode', 'merge_schedule', 'prop_attn', 'pyra_cfg')
+
+
 class Run(NamedTuple):
     label: str
     path: str
@@ -125,7 +129,8 @@ def plan_runs(args: argparse.Namespace) -> List[Run]:
     runs = [run for p in args.configs
             for run in _mode_runs(p, args.merge_modes, args.cfg_options)]
     if args.plain_baseline:
-        plain = dict(merge_mode='none', merge_schedule=None, lora_cfg=None)
+        # the method-free ViT: no merging options at all, no LoRA
+        plain = dict(type='ComposableViT', lora_cfg=None, **{k: None for k in MERGE_KEYS})
         runs.insert(0, Run('plain ViT (' + osp.basename(args.configs[0]) + ')',
                            args.configs[0], plain))
     if not args.drop_baseline:
@@ -170,6 +175,9 @@ def main(argv: List[str] = None) -> None:
         name = run.label
         cfg = _load(run.path, args.cfg_options)
         cfg.model.backbone.update(run.override)
+        if run.override.get('type') == 'ComposableViT':
+            for key in MERGE_KEYS:
+                cfg.model.backbone.pop(key, None)
         cfg.model.backbone.pop('init_cfg', None)  # speed does not depend on weights
         model = build_model_from_cfg(cfg).eval()
         backbone = model.backbone

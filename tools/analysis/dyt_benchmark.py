@@ -77,8 +77,9 @@ def main(argv: List[str] = None) -> None:
             block_cfg=block_cfg)
     if args.tome:
         tome = int(args.tome) if args.tome.isdigit() else args.tome
+        # merging is PYRAViT's: the same ViT and parts, with a TokenMerger per layer
         variants[f'DyT mlp r={args.rate} + ToMe {args.tome}'] = dict(
-            merge_mode='tome', merge_schedule=tome)
+            type='PYRAViT', merge_mode='tome', merge_schedule=tome)
     for name, override in variants.items():
         model = _build(cfg, **override)
         if args.checkpoint:

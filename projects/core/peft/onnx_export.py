@@ -429,15 +429,15 @@ def export_and_check(module: nn.Module, example: Tensor,
                      check_inputs: Optional[Dict[str, Tensor]] = None,
                      f: Union[str, io.BytesIO, None] = None, opset: int = DEFAULT_OPSET,
                      rel_tol: float = REL_TOL, metadata: Optional[Dict[str, str]] = None,
-                     raise_on_mismatch: bool = True,
-                     reference: Optional[nn.Module] = None) -> Tuple[bytes, CheckReport]:
+                     raise_on_mismatch: bool = True, reference: Optional[nn.Module] = None,
+                     threads: Optional[int] = None) -> Tuple[bytes, CheckReport]:
     """Export ``module`` (traced on ``example``) and check it with onnxruntime on
     ``example`` and every ``check_inputs`` (default: one more random input of the same
     shape, which the trace has not seen) against ``reference`` (default ``module``; the
     model as PyTorch deploys it when ``module`` is its export form, e.g. dense gates).
     Raises :class:`ExportRefused` for models :func:`refusal_reason` names and
     :class:`ExportMismatch` (with the report) unless every output agrees within the
-    tolerance."""
+    tolerance. ``threads``: onnxruntime's intra-op threads (None: its default)."""
     reason = refusal_reason(module)
     if reason:
         raise ExportRefused(reason)
@@ -462,7 +462,7 @@ def export_and_check(module: nn.Module, example: Tensor,
         raise ExportRefused(f'the exporter could not trace this model on '
                             f'{tuple(example.shape)}: {err}.{_trace_hint(module, example)}'
                             ) from err
-    session = ort_session(data)
+    session = ort_session(data, threads)
     report = check_onnx(module if reference is None else reference, session,
                         {'the traced input': example, **check_inputs}, names, rel_tol, notes)
     if raise_on_mismatch and not report.ok:
