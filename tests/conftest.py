@@ -58,6 +58,16 @@ def _seed():
     torch.manual_seed(0)
 
 
+@pytest.fixture
+def one_thread():
+    """One torch thread for the test: one reduction order whatever the machine (the
+    reference comparisons), and tiny models run fastest so."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 class SubprocessTools:
     """Start tools in subprocesses with the repo (and ``paths``, e.g. a folder of test
     hooks named in ``custom_imports``) on PYTHONPATH and one thread each: identical

@@ -31,12 +31,22 @@ if TYPE_CHECKING:  # pragma: no cover
     from .backbone import ComposableViT
 
 
+#: the keyword defaults a block gives its parts
+BLOCK_DIMS = frozenset({'dim', 'num_heads', 'qkv_bias', 'attn_drop', 'proj_drop', 'hidden',
+                        'drop'})
+
+
 class Part(nn.Module):
     """What every block part may declare."""
 
     def __init__(self, **dims) -> None:
-        # the block passes its dimensions (dim, num_heads, ...) as keyword defaults; a
-        # part without parameters may leave them unused
+        # the block passes its dimensions as keyword defaults; a part without options
+        # of its own may leave them unused, but a config option it does not take is an
+        # error, not silently dropped
+        unknown = sorted(set(dims) - BLOCK_DIMS)
+        if unknown:
+            raise TypeError(f'{type(self).__name__} takes no options {unknown}; remove them '
+                            'from its config or give the part an __init__ that takes them.')
         super().__init__()
 
     def macs(self, num_tokens: int) -> Optional[int]:

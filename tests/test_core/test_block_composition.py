@@ -232,3 +232,49 @@ def test_pretrained_checkpoint_loads_strictly_into_a_model_with_new_parts(tmp_pa
     torch.save(broken, path)
     with pytest.raises(KeyError, match='blocks.1.mlp.fc1.weight'):
         _gated(init_cfg=dict(type='Pretrained', checkpoint=path)).init_weights()
+
+
+# ------------------------------------------------------------- declared interfaces
+def test_a_part_must_implement_its_slot_and_declare_what_the_block_needs():
+    with pytest.raises(TypeError, match=r"Identity is configured as the 'adapter' part.*"
+                                        r"subclass projects\.vit\.interfaces\.Adapter"):
+        Block(32, 2, 64, adapter=nn.Identity())
+    # a merger needs an attention that provides the matching metric; a conv op does not
+    with pytest.raises(ValueError, match='SPViTConv provides no token-matching metric'):
+        Block(32, 2, 64, attn_cfg=dict(type='SPViTConv', kernel=3),
+              merger=dict(type='TokenMerger', num_merge=2, num_tokens=17))
+    # an attention gate needs key masking and packed rows from the attention
+    with pytest.raises(ValueError, match='SPViTSkip declares no such ability'):
+        Block(32, 2, 64, attn_cfg=dict(type='SPViTSkip'),
+              attn_gate=dict(type='DyTDispatcher', skips='attn'))
+    # ... which a per-sample gate does not need (it skips whole samples)
+    block = Block(32, 2, 64, attn_cfg=dict(type='SPViTSkip'),
+                  attn_gate=dict(type='DyTLayerDispatcher'))
+    assert block.attn_gate.per_sample and block.attn_gate.mask_name == 'layer'
+
+
+def test_the_block_records_decisions_and_the_complete_pass_skips_the_gates():
+    torch.manual_seed(0)
+    block = Block(32, 2, 64, mlp_gate=dict(type='_FixedMaskGate')).eval()
+    x = torch.randn(2, 17, 32)
+    with torch.no_grad():
+        _, ctx = block(x, TokenContext(layer=5))
+        assert list(ctx.masks) == ['mlp.5'] and ctx.masks['mlp.5'].dtype == torch.bool
+        full, ctx = block(x, TokenContext(layer=5, gated=False))
+        assert not ctx.masks and not ctx.aux
+        after_attn, _ = block.forward_attn(x, TokenContext())
+        want = after_attn + block.mlp_branch(after_attn)  # every token through the MLP
+    torch.testing.assert_close(full, want, rtol=0, atol=0)
+
+
+def test_an_option_a_part_does_not_take_is_an_error():
+    from projects.vit.interfaces import TokenReducer
+
+    @VIT_LAYERS.register_module(force=True)
+    class _NoOptions(TokenReducer):
+        def forward(self, x, metric, ctx):
+            return x, ctx
+
+    Block(32, 2, 64, merger=dict(type='_NoOptions'))  # the block's own dims are fine
+    with pytest.raises(TypeError, match=r"_NoOptions takes no options \['ratio'\]"):
+        Block(32, 2, 64, merger=dict(type='_NoOptions', ratio=0.5))

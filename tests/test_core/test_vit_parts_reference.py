@@ -150,12 +150,7 @@ def reference() -> dict:
     return torch.load(REFERENCE, weights_only=True)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 def test_cases_cover_the_issue():

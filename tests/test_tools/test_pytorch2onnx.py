@@ -31,13 +31,7 @@ TESTS = osp.join(REPO, 'tests')
 TINY = dict(embed_dims=32, num_layers=4, num_heads=2, feedforward_channels=64)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models run fastest on one thread (and the file shares 2 cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 def _load(path: str, name: str):
