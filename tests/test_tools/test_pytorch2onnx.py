@@ -1,4 +1,4 @@
-"""ONNX export (tools/deployment/pytorch2onnx.py, projects/core/peft/onnx_export.py)
+"""ONNX export (tools/deployment/pytorch2onnx.py, projects/core/deployment/onnx_export.py)
 against onnxruntime as the independent reference.
 
 Every case exports a tiny random model, runs the graph with onnxruntime on the traced
@@ -19,7 +19,7 @@ from mmengine.config import Config
 from mmengine.registry import DefaultScope
 
 import projects.pyra.merger as merger_mod
-from projects.core.peft.onnx_export import (ExportRefused, TensorForward, check_onnx,
+from projects.core.deployment.onnx_export import (ExportRefused, TensorForward, check_onnx,
                                              deployable_model, export_and_check,
                                              export_onnx, ort_session, refusal_reason,
                                              tolerance, use_dense_gates)

@@ -252,7 +252,7 @@ def onnx_fns(modules: Dict[str, torch.nn.Module], x: torch.Tensor,
     """Per row: onnxruntime running the row's timed module exported on ``x`` and
     checked against it (``{name} [onnx]``); rows that do not export print why and get
     none."""
-    from projects.core.peft.onnx_export import (ExportMismatch, ExportRefused,
+    from projects.core.deployment.onnx_export import (ExportMismatch, ExportRefused,
                                                  export_and_check, ort_session)
     out = {}
     for name, module in modules.items():

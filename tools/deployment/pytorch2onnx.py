@@ -49,7 +49,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 import projects  # noqa: E402,F401
 import projects.spt  # noqa: E402,F401
 from projects.core.engine.atomic_io import atomic_write_bytes  # noqa: E402
-from projects.core.peft.onnx_export import (DEFAULT_OPSET, REL_TOL, ExportMismatch,  # noqa: E402
+from projects.core.deployment.onnx_export import (DEFAULT_OPSET, REL_TOL, ExportMismatch,  # noqa: E402
                                              ExportRefused, TensorForward, deployable_model,
                                              export_and_check, preprocess_metadata,
                                              refusal_reason, use_dense_gates)

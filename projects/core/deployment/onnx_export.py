@@ -43,8 +43,8 @@ from torch import Tensor, nn
 
 from ...vit.interfaces import GateDecision, TokenGate
 from ..engine.model_builder import build_model_from_cfg
-from .deploy import deploy_config, folded_model_state
-from .lora import NothingToFoldError
+from ..peft.deploy import deploy_config, folded_model_state
+from ..peft.lora import NothingToFoldError
 
 DEFAULT_OPSET = 17
 REL_TOL = 1e-4
