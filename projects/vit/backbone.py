@@ -16,7 +16,7 @@ Example -- a ViT-S/14 whose layers 8-11 gate their MLP per token::
                     block_overrides=[dict(layers='8:12',
                                           mlp_gate=dict(type='DyTDispatcher'))])
 """
-from typing import Any, Dict, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 from mmengine.model import BaseModule
@@ -67,6 +67,19 @@ def arch_spec(arch: Union[str, dict]) -> dict:
     if not needed <= set(arch):
         raise ValueError(f'arch dict needs {sorted(needed)}, got {sorted(arch)}.')
     return dict(arch)
+
+
+def resolve_out_indices(out_indices: Union[int, Sequence[int]], num_layers: int,
+                        of: str = '') -> List[int]:
+    """Sorted layer indices of ``out_indices`` (negative = from the end), or an error
+    naming them; ``of`` says whose layers (e.g. 'anchors of ')."""
+    if isinstance(out_indices, int):
+        out_indices = [out_indices]
+    indices = sorted(i + num_layers if i < 0 else i for i in out_indices)
+    if any(not 0 <= i < num_layers for i in indices):
+        raise ValueError(f'out_indices {list(out_indices)} out of range for {of}'
+                         f'{num_layers} layers.')
+    return indices
 
 
 @SEG_MODELS.register_module()
@@ -149,12 +162,7 @@ class ComposableViT(BaseModule):
         self.grid = (self.img_size[0] // patch_size, self.img_size[1] // patch_size)
         num_patches = self.grid[0] * self.grid[1]
 
-        if isinstance(out_indices, int):
-            out_indices = [out_indices]
-        self.out_indices = sorted(i + num_layers if i < 0 else i for i in out_indices)
-        if any(not 0 <= i < num_layers for i in self.out_indices):
-            raise ValueError(f'out_indices {list(out_indices)} out of range for '
-                             f'{num_layers} layers.')
+        self.out_indices = resolve_out_indices(out_indices, num_layers)
 
         self.patch_embed = nn.Module()
         self.patch_embed.proj = nn.Conv2d(in_channels, dim, patch_size, patch_size)
