@@ -13,12 +13,14 @@ from typing import List, Optional, Sequence, Union
 from mmpretrain.registry import MODELS as PRETRAIN_MODELS
 from mmseg.registry import MODELS as SEG_MODELS
 
-from ..vit.backbone import ComposableViT, _pair, arch_spec
+from ..vit.backbone import ComposableViT, _pair, arch_spec, check_divisible
 from ..vit.block_cfgs import BlockCfgSpec, layer_cfgs, merge_block_cfg
 from .schedules import ScheduleSpec, rescale_schedule, resolve_schedule, token_counts
 
 # 'drop' is no method: the drop-only speed limit of merging (``TokenDropper``)
 MERGE_MODES = ('none', 'tome', 'pyra', 'drop')
+#: the options PYRAViT adds to ComposableViT
+MERGE_OPTIONS = ('merge_mode', 'merge_schedule', 'prop_attn', 'pyra_cfg')
 
 
 @SEG_MODELS.register_module()
@@ -58,22 +60,18 @@ class PYRAViT(ComposableViT):
         spec = arch_spec(arch)
         num_layers = spec['num_layers']
         size = _pair(img_size)
-        for side in size:  # the ViT checks it again; the schedule needs the grid first
-            if side % patch_size:
-                break
-        else:
-            grid = (size[0] // patch_size, size[1] // patch_size)
-            family = 'deit' if str(arch).startswith('deit') else 'vit'
-            schedule = resolve_schedule(merge_schedule if merge_mode != 'none' else None,
-                                        num_layers, grid[0] * grid[1], with_cls_token,
-                                        family)
-            counts = token_counts(schedule, grid[0] * grid[1] + int(with_cls_token),
-                                  with_cls_token)
-            ours = [dict(attn_cfg=dict(prop_attn=prop_attn),
-                         merger=self._merger_cfg(merge_mode, r, t, pyra_cfg))
-                    for r, t in zip(schedule, counts)]
-            block_cfg = [merge_block_cfg(base, layer)
-                         for base, layer in zip(ours, layer_cfgs(block_cfg, num_layers))]
+        for side in size:  # the schedule is made for the build grid
+            check_divisible(side, patch_size)
+        num_patches = (size[0] // patch_size) * (size[1] // patch_size)
+        family = 'deit' if str(arch).startswith('deit') else 'vit'
+        schedule = resolve_schedule(merge_schedule if merge_mode != 'none' else None,
+                                    num_layers, num_patches, with_cls_token, family)
+        counts = token_counts(schedule, num_patches + int(with_cls_token), with_cls_token)
+        ours = [dict(attn_cfg=dict(prop_attn=prop_attn),
+                     merger=self._merger_cfg(merge_mode, r, t, pyra_cfg))
+                for r, t in zip(schedule, counts)]
+        block_cfg = [merge_block_cfg(base, layer)
+                     for base, layer in zip(ours, layer_cfgs(block_cfg, num_layers))]
         super().__init__(arch=arch, img_size=img_size, patch_size=patch_size,
                          with_cls_token=with_cls_token, block_cfg=block_cfg, **kwargs)
         self.merge_mode = merge_mode

@@ -12,8 +12,7 @@ from typing import List, Optional, Sequence, Tuple
 import torch
 from torch import Tensor
 
-from .merger import TokenMerger, _ScheduledStep, runtime_merge
-from .token_merge import max_merge
+from .merger import TokenMerger, _ScheduledStep
 
 
 def token_trace(model, img_hw: Tuple[int, int]) -> List[Tuple[int, int]]:
@@ -24,9 +23,7 @@ def token_trace(model, img_hw: Tuple[int, int]) -> List[Tuple[int, int]]:
     trace = []
     for block in model.blocks:
         step = block.merger
-        r = 0
-        if isinstance(step, _ScheduledStep):
-            r = min(runtime_merge(step.num_merge, step.num_tokens, n, cls), max_merge(n, cls))
+        r = step.merges_for(n, cls) if isinstance(step, _ScheduledStep) else 0
         trace.append((n, n - r))
         n -= r
     return trace

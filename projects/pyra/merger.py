@@ -9,7 +9,7 @@
 Each step owns its layer's share of the schedule: ``num_merge`` pairs for the
 ``num_tokens`` tokens that reach it at the build size (``PYRAViT`` fills both in). For
 another input size it merges the same fraction of the tokens that actually reach it,
-rounded and capped by ToMe's half-of-tokens limit (:func:`runtime_merge`), so one module
+rounded and capped by ToMe's half-of-tokens limit (``schedules.layer_merge``), so one module
 serves every input size and nothing about the schedule rides in the context.
 """
 from typing import Optional, Tuple
@@ -19,19 +19,8 @@ from torch import Tensor
 from ..vit.context import TokenContext, TokenGroups
 from ..vit.interfaces import TokenReducer
 from ..vit.registry import VIT_LAYERS, LayerCfg, build_layer
+from .schedules import layer_merge
 from .token_merge import bipartite_soft_matching, max_merge, merge_weighted
-
-
-def runtime_merge(num_merge: int, num_tokens: int, tokens_now: int,
-                  class_token: bool) -> int:
-    """Pairs to merge when ``tokens_now`` tokens reach a layer built to merge
-    ``num_merge`` of ``num_tokens`` (the rule of ``schedules.rescale_schedule``)."""
-    if num_merge <= 0:
-        return 0
-    if tokens_now == num_tokens or num_tokens <= 0:
-        return num_merge
-    return min(int(round(num_merge * tokens_now / num_tokens)),
-               max_merge(tokens_now, class_token))
 
 
 class _ScheduledStep(TokenReducer):
@@ -40,10 +29,13 @@ class _ScheduledStep(TokenReducer):
         super().__init__()
         self.num_merge, self.num_tokens = int(num_merge), int(num_tokens)
 
+    def merges_for(self, tokens_now: int, class_token: bool) -> int:
+        """Pairs this layer merges when ``tokens_now`` tokens reach it."""
+        return layer_merge(self.num_merge, self.num_tokens, tokens_now, class_token)
+
     def merges_now(self, x: Tensor, ctx: TokenContext) -> int:
         # int(): a traced size is a tensor; the count is fixed for the traced shape
-        return runtime_merge(self.num_merge, self.num_tokens, int(x.shape[1]),
-                             ctx.num_prefix > 0)
+        return self.merges_for(int(x.shape[1]), ctx.num_prefix > 0)
 
     def extra_repr(self) -> str:
         return f'num_merge={self.num_merge}, num_tokens={self.num_tokens}'

@@ -97,6 +97,18 @@ def validate_schedule(schedule: Sequence[int], num_tokens: int, class_token: boo
                 f'Full schedule: {list(schedule)}')
 
 
+def layer_merge(num_merge: int, num_tokens: int, tokens_now: int,
+                class_token: bool) -> int:
+    """Pairs one layer merges when ``tokens_now`` tokens reach it, built to merge
+    ``num_merge`` of ``num_tokens``: the same fraction, rounded, capped by ToMe."""
+    if num_merge <= 0:
+        return 0
+    if tokens_now == num_tokens or num_tokens <= 0:
+        return num_merge
+    return min(int(round(num_merge * tokens_now / num_tokens)),
+               max_merge(tokens_now, class_token))
+
+
 def rescale_schedule(schedule: Sequence[int], num_tokens: int, new_num_tokens: int,
                      class_token: bool) -> List[int]:
     """Keep each layer's merged fraction of its incoming tokens at another token count."""
@@ -104,7 +116,7 @@ def rescale_schedule(schedule: Sequence[int], num_tokens: int, new_num_tokens: i
         return list(schedule)
     out, t_new = [], new_num_tokens
     for r, t in zip(schedule, token_counts(schedule, num_tokens, class_token)):
-        r_new = min(int(round(r * t_new / t)), max_merge(t_new, class_token)) if r > 0 else 0
+        r_new = layer_merge(r, t, t_new, class_token)
         out.append(r_new)
         t_new -= r_new
     return out

@@ -29,7 +29,7 @@ from ..core.checkpoint.vit_loader import load_vit_checkpoint
 from ..core.peft.lora import fold_lora_state_dict, lora_layers
 from .block import Block
 from .block_cfgs import BlockCfgSpec, resolve_block_cfgs
-from .context import TokenContext, entries_of
+from .context import TokenContext
 from .interfaces import AuxLossTerm
 from .param_roles import trainable_when_frozen
 from .pos_embed import resize_pos_embed
@@ -67,6 +67,15 @@ def arch_spec(arch: Union[str, dict]) -> dict:
     if not needed <= set(arch):
         raise ValueError(f'arch dict needs {sorted(needed)}, got {sorted(arch)}.')
     return dict(arch)
+
+
+def check_divisible(side: int, patch_size: int) -> None:
+    """An image side the patch embedding can cut without a remainder, or the fix."""
+    if side % patch_size:
+        raise ValueError(
+            f'image size {side} is not divisible by patch_size {patch_size}. '
+            f'Resize/crop to a multiple of {patch_size}, or pad in the data '
+            f'preprocessor (size_divisor={patch_size}), or use slide inference.')
 
 
 def resolve_out_indices(out_indices: Union[int, Sequence[int]], num_layers: int,
@@ -158,7 +167,7 @@ class ComposableViT(BaseModule):
         self.frozen = frozen
         self.with_cp = with_cp
         for side in self.img_size:
-            self._check_divisible(side)
+            check_divisible(side, patch_size)
         self.grid = (self.img_size[0] // patch_size, self.img_size[1] // patch_size)
         num_patches = self.grid[0] * self.grid[1]
 
@@ -205,13 +214,6 @@ class ComposableViT(BaseModule):
                 if part is not None:
                     yield part
 
-    def _check_divisible(self, side: int) -> None:
-        if side % self.patch_size:
-            raise ValueError(
-                f'image size {side} is not divisible by patch_size {self.patch_size}. '
-                f'Resize/crop to a multiple of {self.patch_size}, or pad in the data '
-                f'preprocessor (size_divisor={self.patch_size}), or use slide inference.')
-
     def _freeze(self) -> None:
         trainable = trainable_when_frozen(self)
         for name, param in self.named_parameters():
@@ -255,7 +257,7 @@ class ComposableViT(BaseModule):
         example ESTA's ``Stitch``).
         """
         for side in x.shape[-2:]:
-            self._check_divisible(side)
+            check_divisible(side, self.patch_size)
         channels = self.patch_embed.proj.in_channels
         if x.dim() != 4 or x.shape[1] != channels:
             raise ValueError(
@@ -272,8 +274,7 @@ class ComposableViT(BaseModule):
         else:
             x = x + pos[:, 1:]
         ctx = TokenContext(grid=grid, num_prefix=int(self.with_cls_token),
-                           trace=self.out_type in ('raw', 'featmap'),
-                           state=entries_of(inputs))
+                           trace=self.out_type in ('raw', 'featmap')).with_state(*inputs)
         return self.pos_drop(x), ctx
 
     def _run_block(self, block: Block, x: Tensor, ctx: TokenContext):

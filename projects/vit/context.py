@@ -18,7 +18,7 @@ mappings inside are never mutated (a recomputed block under checkpointing cannot
 term twice).
 """
 from types import MappingProxyType
-from typing import Any, Iterable, Mapping, NamedTuple, Optional, Tuple, Type, TypeVar
+from typing import Any, Mapping, NamedTuple, Optional, Tuple, Type, TypeVar
 
 from torch import Tensor
 
@@ -153,8 +153,3 @@ def _by_layer(items: Mapping[str, Tensor], name: str) -> Mapping[int, Tensor]:
 
 def _frozen(items: dict) -> Mapping:
     return MappingProxyType(items)
-
-
-def entries_of(inputs: Iterable[Any]) -> Mapping[type, Any]:
-    """``state`` of a context built from typed input entries."""
-    return _frozen({type(e): e for e in inputs})

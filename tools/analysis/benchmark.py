@@ -47,6 +47,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 import projects  # noqa: E402,F401
 from projects.core.analysis.benchmark import measure_interleaved  # noqa: E402
 from projects.core.engine.model_builder import build_model_from_cfg  # noqa: E402
+from projects.pyra.backbone import MERGE_OPTIONS  # noqa: E402
 from projects.vit import ComposableViT  # noqa: E402
 from projects.pyra.flops import vit_macs  # noqa: E402
 from projects.pyra.token_merge import unmerge  # noqa: E402
@@ -92,10 +93,6 @@ def parse_args(argv: List[str] = None) -> argparse.Namespace:
     return args
 
 
-#: PYRAViT's options, which the plain ViT (``--plain-baseline``) does not take
-MERGE_KEYS = ('merge_mode', 'merge_schedule', 'prop_attn', 'pyra_cfg')
-
-
 class Run(NamedTuple):
     label: str
     path: str
@@ -130,7 +127,7 @@ def plan_runs(args: argparse.Namespace) -> List[Run]:
             for run in _mode_runs(p, args.merge_modes, args.cfg_options)]
     if args.plain_baseline:
         # the method-free ViT: no merging options at all, no LoRA
-        plain = dict(type='ComposableViT', lora_cfg=None, **{k: None for k in MERGE_KEYS})
+        plain = dict(type='ComposableViT', lora_cfg=None, **{k: None for k in MERGE_OPTIONS})
         runs.insert(0, Run('plain ViT (' + osp.basename(args.configs[0]) + ')',
                            args.configs[0], plain))
     if not args.drop_baseline:
@@ -176,7 +173,7 @@ def main(argv: List[str] = None) -> None:
         cfg = _load(run.path, args.cfg_options)
         cfg.model.backbone.update(run.override)
         if run.override.get('type') == 'ComposableViT':
-            for key in MERGE_KEYS:
+            for key in MERGE_OPTIONS:
                 cfg.model.backbone.pop(key, None)
         cfg.model.backbone.pop('init_cfg', None)  # speed does not depend on weights
         model = build_model_from_cfg(cfg).eval()

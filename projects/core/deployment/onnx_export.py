@@ -406,7 +406,7 @@ def _trace_hint(module: nn.Module, example: Tensor) -> str:
                 and tuple(example.shape[-2:]) != tuple(vit.img_size):
             return (f' ToMe / PYRA rescale their schedule to the token count at an input '
                     f'size other than the build size {vit.img_size} '
-                    '(projects/pyra/merger.py::runtime_merge), and the trace gives that '
+                    '(projects/pyra/schedules.py::layer_merge), and the trace gives that '
                     'count as a tensor, which round() does not take. Export at the build '
                     'size (--shape ' + ' '.join(map(str, vit.img_size)) + ').')
     return ''
