@@ -41,20 +41,24 @@ sys.path.insert(0, osp.join(ROOT, 'tools'))
 
 import projects  # noqa: E402,F401
 from projects.core.engine.atomic_io import atomic_torch_save, atomic_write_text  # noqa: E402
+from projects.core.peft import CannotFoldError, fold_in_place  # noqa: E402
 from projects.core.analysis.benchmark import measure_interleaved  # noqa: E402
 from projects.vit import ComposableViT  # noqa: E402
-from projects.pyra.flops import executed_macs  # noqa: E402
+from projects.dyt import TokenDispatcher  # noqa: E402
+from projects.dyt.report import dyt_report  # noqa: E402
+from projects.vit.cost import executed_macs  # noqa: E402
 
 from projects.core.engine.hooks.linear_probe_init_hook import (  # noqa: E402
     LinearProbeInitHook, probe_head, split_loader)
 from projects.core.engine.linear_probe import L2_GRID, accuracy, extract  # noqa: E402
+from projects.core.engine.protocol import apply_protocol, fit_splits  # noqa: E402
 from projects.core.engine.schedule import set_max_epochs  # noqa: E402
 from projects.core.engine.trainable_only_optim import NAME as TRAINABLE_ONLY  # noqa: E402
 
 from embedded import console, report  # noqa: E402
 from embedded.methods import (CONFIG_DIR, DEFAULT_METHODS, METHODS, PROBE,  # noqa: E402,F401
                               check_plugin_result, is_plugin, load_plugin, method_name,
-                              resolve)
+                              resolve, takes_protocol)
 
 PROBE_BASE = 'lora'  # the probe row uses this method's frozen backbone, without LoRA
 
@@ -100,13 +104,14 @@ def parse_args(argv: List[str] = None) -> argparse.Namespace:
         p.error(f'--l2-grid {args.l2_grid}: every strength must be > 0.')
     if len(set(args.seeds)) != len(args.seeds):
         p.error(f'--seeds {args.seeds}: every seed once.')
-    plugins = [m for m in args.methods if is_plugin(resolve(m))]
-    if args.protocol == 'val' and plugins:
-        # a plug-in trains on its configs' own splits (train800val200 -> test); its row
-        # would be a test number labelled val200, fitted with val200 in the training set
-        p.error(f'--protocol val: the plug-in methods {plugins} always train on '
-                'train800val200 and report test; run them with --protocol test, or '
-                'choose their recipe with their own configs on --protocol val.')
+    fixed = [m for m in args.methods if args.protocol == 'val' and is_plugin(resolve(m))
+             and not takes_protocol(load_plugin(resolve(m)))]
+    if fixed:
+        # such a plug-in trains on its configs' own splits (train800val200 -> test): its
+        # row would be a test number labelled val200, fitted with val200 in training
+        p.error(f'--protocol val: the plug-in methods {fixed} take no protocol argument, '
+                'so they always train on train800val200 and report test; run them with '
+                '--protocol test, or give their run_embedded a protocol parameter.')
     return args
 
 
@@ -118,12 +123,9 @@ def method_cfg(spec: str, args: argparse.Namespace, seed: int, work_dir: str) ->
     cfg.randomness = dict(seed=seed)
     if args.epochs:
         set_max_epochs(cfg, args.epochs)
-    if args.protocol == 'val':
-        cfg.train_dataloader.dataset.split = 'train'
-        cfg.test_dataloader.dataset.split = 'val'
+    apply_protocol(cfg, args.protocol)
     for hook in cfg.get('custom_hooks', []):
         if hook.get('type') == 'LinearProbeInitHook':
-            hook['fit_splits'] = fit_splits(args.protocol)
             hook['l2_grid'] = args.l2_grid
     # PEFT groups without one warning per frozen parameter
     # (projects/core/engine/trainable_only_optim.py)
@@ -133,10 +135,6 @@ def method_cfg(spec: str, args: argparse.Namespace, seed: int, work_dir: str) ->
         cfg.merge_from_dict(args.cfg_options)
     return cfg
 
-
-def fit_splits(protocol: str) -> tuple:
-    """The splits a run trains on: train800 when val200 reports, else train800val200."""
-    return ('train',) if protocol == 'val' else ('train', 'val')
 
 
 def build_runner(cfg: Config) -> Runner:
@@ -220,8 +218,9 @@ def run_plugin(name: str, spec: str, args: argparse.Namespace, seed: int,
                work_root: str) -> dict:
     func = load_plugin(spec)
     start = time.time()
+    extra = dict(protocol=args.protocol) if takes_protocol(func) else {}
     result = check_plugin_result(spec, func(osp.join(work_root, name), seed, args.epochs,
-                                            args.cfg_options))
+                                            args.cfg_options, **extra))
     return dict(result, minutes=(time.time() - start) / 60)
 
 
@@ -275,8 +274,9 @@ def test_images(runner: Runner, count: int) -> torch.Tensor:
 
 @torch.no_grad()
 def gflops(backbone: torch.nn.Module, images: torch.Tensor) -> float:
-    """GFLOPs (multiply-adds) per image of the backbone: PYRA's executed count (gated
-    MLPs counted on the tokens that ran them) for the one ViT, otherwise mmengine's
+    """GFLOPs (multiply-adds) per image of the backbone: the one cost model's count of
+    what ran (projects/vit/cost.py: each part at its own width and op, gated parts on
+    the tokens that ran them, merged token counts) for the one ViT, otherwise mmengine's
     generic FlopAnalyzer on one image."""
     if isinstance(backbone, ComposableViT):
         return executed_macs(backbone, images) / 1e9
@@ -298,13 +298,16 @@ def mlp_token_rate(backbone, images: torch.Tensor) -> float:
 
 def measure(results: Dict[str, dict], args: argparse.Namespace) -> Dict[str, dict]:
     """Throughput of all rows side by side (same batch, same process, round-robin, LoRA
-    folded into the weights as deployed), GFLOPs and the MLP-token share."""
+    folded into the weights as deployed, SPT-LoRA and sparse deltas too), GFLOPs and the
+    MLP-token share."""
     x = test_images(results[PROBE]['runner'], args.bench_batch)
     fns = {}
     for name, res in results.items():
         model = res['model'].eval()
-        if hasattr(model.backbone, 'merge_lora'):
-            model.backbone.merge_lora()
+        try:  # LoRA, SPT-LoRA, sparse deltas: timed as deployed
+            fold_in_place(model, missing_ok=True)
+        except CannotFoldError as err:  # SPT-Adapter: non-linear, runs unfolded
+            warnings.warn(f'{name}: timed unfolded ({err})')
         fns[name] = lambda t, m=model: m(t, mode='tensor')
     speeds = measure_interleaved(fns, x, repeats=args.bench_repeats)
     rows = {}
@@ -313,8 +316,23 @@ def measure(results: Dict[str, dict], args: argparse.Namespace) -> Dict[str, dic
         rows[name] = dict(acc=float(res['metrics']['accuracy/top1']),
                           img_per_s=speeds[name]['images_per_s'],
                           gflops=gflops(backbone, x), mlp_tokens=mlp_token_rate(backbone, x),
-                          trainable=int(res['trainable']), minutes=float(res['minutes']))
+                          trainable=int(res['trainable']), minutes=float(res['minutes']),
+                          **dyt_columns(res))
     return rows
+
+
+def dyt_columns(res: dict) -> Dict[str, float]:
+    """A DyT row's extra columns on the whole evaluated split: the eval MLP keep-rate,
+    the training rate target and the rate the training masks would have (mean
+    sigma(g)), and the complete model's top-1 (every token through every MLP); empty
+    for other rows."""
+    if not any(isinstance(getattr(b, 'mlp_gate', None), TokenDispatcher)
+               for b in getattr(res['model'].backbone, 'blocks', ())):
+        return {}
+    out = dyt_report(res['model'], res['runner'].test_dataloader)
+    return dict(eval_keep=out['eval_mlp_keep_rate'], train_rate=out['train_rate_target'],
+                train_rate_expected=out['train_rate_expected'],
+                complete_acc=out['complete_top1'])
 
 
 # ------------------------------------------------------------------------ main

@@ -5,6 +5,10 @@ Examples::
     python tools/test.py <config> <checkpoint.pth>
     python tools/test.py <config> <checkpoint.pth> --out results.pkl --show-dir vis/
     bash tools/dist_test.sh <config> <checkpoint.pth> 2
+
+An adapter-only checkpoint (AdapterCheckpointHook) is tested the same way: its frozen
+base is loaded from the config's init_cfg checkpoint, and a base other than the one
+it was trained on is refused (projects/core/checkpoint/adapter_only.py).
 """
 import argparse
 import os.path as osp
@@ -29,7 +33,8 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description='Test a checkpoint (mmpretrain or mmseg config).')
     parser.add_argument('config', help='test config file path')
-    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument('checkpoint', help='checkpoint file (full, or adapter-only with '
+                        "the config's init_cfg checkpoint as its base)")
     parser.add_argument('--work-dir', help='directory for logs and metrics '
                         '(default: config work_dir, else ./work_dirs/<config name>)')
     parser.add_argument('--out', help='dump the predictions to this .pkl file')

@@ -7,6 +7,10 @@ Examples::
     python tools/train.py <config> --resume              # latest ckpt in work_dir
     python tools/train.py <config> --resume <ckpt.pth>   # a given checkpoint
     bash tools/dist_train.sh <config> 2 --work-dir work_dirs/x
+
+Adapter-only checkpoints (``--cfg-options default_hooks.checkpoint.type=
+AdapterCheckpointHook``) resume like full ones: the frozen base comes from the
+config's init_cfg checkpoint and must be the one they were trained on.
 """
 import argparse
 import logging

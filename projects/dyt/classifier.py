@@ -14,6 +14,13 @@ from torch import Tensor
 from ..core.engine.aux_loss_models import AuxLossImageClassifier, Losses
 
 
+def complete_feat(model, inputs: Tensor):
+    """The head input of the complete model (every token through every gated part:
+    the backbone's ``gated=False`` forward), neck included."""
+    feats = model.backbone.forward_with_context(inputs, gated=False)[0]
+    return model.neck(feats) if model.with_neck else feats
+
+
 @MODELS.register_module()
 class DyTImageClassifier(AuxLossImageClassifier):
 
@@ -26,9 +33,7 @@ class DyTImageClassifier(AuxLossImageClassifier):
         losses = self.add_backbone_losses(self.head.loss(feats, data_samples), extra)
         if not self.distill:
             return losses
-        full = self.backbone.forward_with_context(inputs, gated=False)[0]
-        if self.with_neck:
-            full = self.neck(full)
+        full = complete_feat(self, inputs)
         losses.update({f'{k}_complete': v for k, v in self.head.loss(full, data_samples).items()})
         dynamic, complete = self.head(feats), self.head(full)
         losses['loss_kl'] = F.kl_div(F.log_softmax(dynamic, -1),

@@ -7,6 +7,8 @@ tau is, and the backward the gradient of the soft value (tau only scales it).
 Evaluation uses the deterministic hard mask 1[g > 0] as a bool tensor, which makes the
 block run the MLP on the active tokens only (packed across the batch).
 """
+import math
+
 import torch
 from torch import Tensor, nn
 
@@ -25,6 +27,18 @@ def _rate_aux(ctx: TokenContext, active: Tensor, tokens: int, ref: Tensor) -> To
     active = active.sum() if active.dtype != torch.bool else active.sum().to(ref.dtype)
     ctx = ctx.with_aux('dyt_active', active)
     return ctx.with_aux('dyt_tokens', ref.new_tensor(float(tokens)))
+
+
+def _score(dim: int, bias_init: float) -> nn.Linear:
+    """The dispatcher's ``Linear(D, 1)``: trunc-normal(0.02) weight (the official
+    model-wide init) and the bias ``bias_init`` (official: 0)."""
+    if not math.isfinite(bias_init):
+        raise ValueError(f'DyT dispatcher: bias_init must be a finite number, got '
+                         f'{bias_init}.')
+    score = nn.Linear(dim, 1)
+    nn.init.trunc_normal_(score.weight, std=0.02)
+    nn.init.constant_(score.bias, bias_init)
+    return score
 
 
 def _decision(mask: Tensor) -> GateDecision:
@@ -48,9 +62,15 @@ class TokenDispatcher(AddsParameters, TokenGate):
     which :class:`~projects.dyt.losses.TokenRateLoss` turns into the rate loss; the block
     records the mask in ``ctx.masks['<mlp|attn|block>.<layer>']`` for pictures and
     FLOPs counting. The complete-model pass (``ctx.gated=False``) does not consult it.
+
+    ``bias_init`` is the score's initial bias (0 in the official code: sigma(g) ~ 0.5,
+    coin-flip masks from the first step). A positive value starts training from
+    (nearly) the complete model, e.g. 3.0: about 95 % of the tokens active (our
+    short-budget recipe, see the README).
     """
 
-    def __init__(self, dim: int, tau: float = 5.0, skips: str = 'mlp', **kwargs) -> None:
+    def __init__(self, dim: int, tau: float = 5.0, skips: str = 'mlp',
+                 bias_init: float = 0.0, **kwargs) -> None:
         super().__init__()
         if tau <= 0:
             raise ValueError(f'DyTDispatcher: tau must be positive, got {tau}.')
@@ -60,9 +80,7 @@ class TokenDispatcher(AddsParameters, TokenGate):
                              'dispatch).')
         self.tau, self.skips = tau, skips
         self.slot, self.gates_mlp = SKIPS[skips]
-        self.score = nn.Linear(dim, 1)
-        nn.init.trunc_normal_(self.score.weight, std=0.02)  # the official model-wide init
-        nn.init.zeros_(self.score.bias)
+        self.score = _score(dim, bias_init)
 
     def macs(self, num_tokens: int) -> int:
         return num_tokens * self.score.in_features  # upper bound: the class token is not scored
@@ -85,14 +103,13 @@ class LayerDispatcher(AddsParameters, TokenGate):
     gates_mlp = True
     per_sample = True
 
-    def __init__(self, dim: int, tau: float = 5.0, **kwargs) -> None:
+    def __init__(self, dim: int, tau: float = 5.0, bias_init: float = 0.0,
+                 **kwargs) -> None:
         super().__init__()
         if tau <= 0:
             raise ValueError(f'DyTLayerDispatcher: tau must be positive, got {tau}.')
         self.tau = tau
-        self.score = nn.Linear(dim, 1)
-        nn.init.trunc_normal_(self.score.weight, std=0.02)
-        nn.init.zeros_(self.score.bias)
+        self.score = _score(dim, bias_init)
 
     def macs(self, num_tokens: int) -> int:
         return self.score.in_features  # the class token only

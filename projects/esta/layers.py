@@ -5,20 +5,24 @@
   and output projections when that stitch runs. It overrides only the attention's bias
   hooks, so key masking, packed execution and proportional attention work under it.
 * :class:`StitchingLayer` -- a linear map between two anchors' token spaces: a
-  least-squares weight and bias (frozen under PST), a low-rank update of the weight,
-  and one bias row per stitch that uses the layer.
+  least-squares weight and bias (frozen under PST), a low-rank update of the weight
+  (the one low-rank update of ``projects/core/peft``; the layer is ``Foldable``, so
+  the LoRA merges, unmerges and exports like every other), and one bias row per
+  stitch that uses the layer (chosen per stitch at export: ``effective``).
 
 Which stitch runs is an input of the forward: a :class:`Stitch` entry that
 :class:`~projects.esta.backbone.StitchedViT` gives to the anchors' ``embed`` and the
 parts read from the context (``ctx.get(Stitch)``), never from the module.
 """
 import math
-from typing import Dict, NamedTuple, Optional, Sequence, Tuple
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..core.peft.foldable import Foldable
+from ..core.peft.low_rank import init_low_rank_, low_rank_delta
 from ..vit.context import TokenContext
 from ..vit.param_roles import AddsParameters
 from ..vit.parts import Attention
@@ -72,13 +76,17 @@ class StitchBiasAttention(AddsParameters, Attention):
         return None if row is None else self.stitch_bias_proj[row]
 
 
-class StitchingLayer(AddsParameters, nn.Module):
+class StitchingLayer(Foldable, nn.Module):
     """Token-wise ``Linear(in_dim, out_dim)`` between two anchors.
 
     rank: None trains the full weight (SN-Net, "PST w/ full SL"); 0 freezes it; r > 0
         freezes it and trains ``B A`` of rank r (A kaiming-uniform, B zero, scale 1).
     stitch_users: stitch ids served by this layer; with ``stitch_bias`` each has a
         bias row (zero at start).
+
+    Every parameter is new (no pretrained ViT has stitching layers); which train is
+    declared by :meth:`trainable_parameter_names`. Folding absorbs ``lora_A`` /
+    ``lora_B`` into ``weight``; the stitch bias rows stay (one is picked per stitch).
     """
 
     def __init__(self, in_dim: int, out_dim: int, rank: Optional[int] = None,
@@ -92,17 +100,31 @@ class StitchingLayer(AddsParameters, nn.Module):
         nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
         if rank:
             self.lora_A = nn.Parameter(torch.empty(rank, in_dim))
-            self.lora_B = nn.Parameter(torch.zeros(out_dim, rank))
-            nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))
+            self.lora_B = nn.Parameter(torch.empty(out_dim, rank))
+            init_low_rank_(self.lora_A, self.lora_B)
         self.stitch_users = [int(s) for s in stitch_users]
         self._row = _rows(self.stitch_users)
         self.stitch_bias = nn.Parameter(torch.zeros(len(self.stitch_users), out_dim)) \
             if stitch_bias and self.stitch_users else None
+        self.merged = False
 
-    def trainable_parameter_names(self):
-        names = [n for n, _ in self.named_parameters()
-                 if n.startswith(('lora_', 'stitch_bias'))]
+    def new_parameter_names(self) -> List[str]:
+        return [n for n, _ in self.named_parameters()]
+
+    def _lora_names(self) -> List[str]:
+        return ['lora_A', 'lora_B'] if self.rank else []
+
+    def trainable_parameter_names(self) -> List[str]:
+        names = self._lora_names() + (['stitch_bias'] if self.stitch_bias is not None else [])
         return names + ['weight', 'bias'] if self.rank is None else names
+
+    def folded_away_names(self) -> List[str]:
+        return self._lora_names()
+
+    def delta_weights(self) -> Dict[str, Tensor]:
+        if not self.rank:
+            return {}
+        return {'weight': low_rank_delta(self.lora_A, self.lora_B)}
 
     @torch.no_grad()
     def set_least_squares(self, weight: Tensor, bias: Tensor) -> None:
@@ -112,8 +134,9 @@ class StitchingLayer(AddsParameters, nn.Module):
     def effective(self, stitch: Optional[int] = None) -> Tuple[Tensor, Tensor]:
         """(weight, bias) this layer applies for ``stitch`` (what folding writes)."""
         weight, bias = self.weight, self.bias
-        if self.rank:
-            weight = weight + self.lora_B @ self.lora_A
+        delta = self.delta_weights().get('weight')
+        if delta is not None and not self.merged:
+            weight = weight + delta
         row = None if stitch is None else self._row.get(stitch)
         if self.stitch_bias is not None and row is not None:
             bias = bias + self.stitch_bias[row]

@@ -16,6 +16,7 @@ from typing import Optional, Tuple
 
 from torch import Tensor
 
+from ..vit import cost
 from ..vit.context import TokenContext, TokenGroups
 from ..vit.interfaces import TokenReducer
 from ..vit.registry import VIT_LAYERS, LayerCfg, build_layer
@@ -33,6 +34,12 @@ class _ScheduledStep(TokenReducer):
         """Pairs this layer merges when ``tokens_now`` tokens reach it."""
         return layer_merge(self.num_merge, self.num_tokens, tokens_now, class_token)
 
+    def tokens_after(self, num_tokens: int, num_prefix: int = 1) -> int:
+        """What is left of ``num_tokens`` (the merges, capped by ToMe's limit)."""
+        class_token = num_prefix > 0
+        return num_tokens - max(min(self.merges_for(num_tokens, class_token),
+                                    max_merge(num_tokens, class_token)), 0)
+
     def merges_now(self, x: Tensor, ctx: TokenContext) -> int:
         # int(): a traced size is a tensor; the count is fixed for the traced shape
         return self.merges_for(int(x.shape[1]), ctx.num_prefix > 0)
@@ -49,10 +56,26 @@ class TokenMerger(_ScheduledStep):
     def __init__(self, dim: Optional[int] = None, num_merge: int = 0, num_tokens: int = 0,
                  modulation: LayerCfg = None) -> None:
         super().__init__(num_merge, num_tokens)
+        self.dim = dim
         self.modulation = build_layer(modulation, embed_dims=dim)  # None = plain ToMe
 
     def needs_metric(self, ctx: TokenContext) -> bool:
         return self.num_merge > 0
+
+    def macs(self, num_tokens: float, num_prefix: int = 1,
+             metric_dims: Optional[int] = None) -> float:
+        """The matching on the attention's metric and PYRA's modulation of the r
+        sources, when this layer merges (size-weighted averaging costs no MACs)."""
+        r = num_tokens - self.tokens_after(num_tokens, num_prefix)
+        if r <= 0:
+            return 0.0
+        if not metric_dims:
+            raise ValueError('TokenMerger.macs needs the channels of the matching metric '
+                             '(the attention part\'s metric_dims).')
+        # PYRA: delta_D = W_r^T M_info (r -> 1 per channel), delta_r = M_info W_D^T
+        pyra = 0.0 if self.modulation is None else \
+            cost.linear(1, r, self.dim) + cost.linear(r, self.dim, 1)
+        return cost.matching(num_tokens, metric_dims) + pyra
 
     def forward(self, x: Tensor, metric: Optional[Tensor],
                 ctx: TokenContext) -> Tuple[Tensor, TokenContext]:
@@ -80,6 +103,10 @@ class TokenDropper(_ScheduledStep):
 
     def __init__(self, num_merge: int = 0, num_tokens: int = 0, **kwargs) -> None:
         super().__init__(num_merge, num_tokens)
+
+    def macs(self, num_tokens: float, num_prefix: int = 1,
+             metric_dims: Optional[int] = None) -> float:
+        return 0.0  # keeps a prefix of the tokens: no matching
 
     def forward(self, x: Tensor, metric: Optional[Tensor],
                 ctx: TokenContext) -> Tuple[Tensor, TokenContext]:

@@ -10,7 +10,7 @@ from torch import nn
 
 from ..vit.block import LayerScale
 from .allocation import allocation_problems
-from .layers import SPT_LAYERS, SPTLayerNorm, SPTLayerScale, SPTLinear
+from .layers import SPTLayer, SPTLayerNorm, SPTLayerScale, SPTLinear
 from .units import Unit
 
 
@@ -28,7 +28,7 @@ def _set(model: nn.Module, path: str, new: nn.Module) -> None:
 def _spt_module(model: nn.Module, path: str, units: Dict[str, Unit]) -> nn.Module:
     """The SPT replacement of module ``path`` (created on first use)."""
     module = _get(model, path)
-    if isinstance(module, SPT_LAYERS):
+    if isinstance(module, SPTLayer):
         return module
     if isinstance(module, nn.Linear):
         segs = {u.op: u.rows for u in units.values()

@@ -2,17 +2,16 @@
 allocation file, so mmengine's optimizer and DDP wrapper see exactly the allocated
 parameters (SPT with token merging: ``projects/combos/spt_pyra.py``).
 
-Everything pretrained is frozen; trainable are the sparse deltas, the LoRA / Adapter
-modules and any other part that declares itself trainable (PYRA's generators, which
-are part of PYRA and outside the SPT budget).
+Everything pretrained is frozen; trainable is what the modules declare: the sparse
+deltas, the LoRA / Adapter modules and any other declared part (PYRA's generators,
+which are part of PYRA and outside the SPT budget).
 """
-from typing import Optional, Set
+from typing import Optional
 
 from mmpretrain.registry import MODELS as PRETRAIN_MODELS
 from mmseg.registry import MODELS as SEG_MODELS
 
 from ..core.checkpoint.vit_loader import load_vit_checkpoint
-from ..vit.param_roles import trainable_when_frozen
 from ..vit.backbone import ComposableViT
 from .mixin import SPTMixin
 
@@ -64,10 +63,6 @@ class SPTViT(SPTMixin, ComposableViT):
         super().__init__(lora_cfg=None, frozen=False, **kwargs)
         self.frozen = True
         self._setup_spt(spt_cfg)
-
-    def _also_trainable(self) -> Set[str]:
-        # PYRA's generators belong to PYRA, not to the budget
-        return trainable_when_frozen(self)
 
     def init_weights(self) -> None:
         cfg = self.init_cfg

@@ -7,15 +7,18 @@ name, and adds only what the allocation asks for:
 - ``lora`` / ``adapter``: a :class:`ModuleDict` of structured modules keyed by the row
   block they act on (``'q'``, ``'k'``, ``'v'`` for the fused qkv, ``'all'`` otherwise).
 
-:meth:`delta` of each module is the one source of the dense update, used by in-place
-merging and by the folded export.
+Each layer is :class:`~projects.core.peft.foldable.Foldable`: :meth:`delta_weights`
+(sparse values and SPT-LoRA, summed) is the one source of the dense update, used by
+in-place merging, unmerging and the folded export; its own tensors are the pretrained
+ones, its children (the sparse deltas, LoRA, Adapter) the trainable additions, which
+is what freezes and trains an SPT backbone.
 """
 from typing import Dict, Optional, Tuple
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..core.peft.foldable import Foldable
 from ..vit.block import LayerScale
 from .sparse_linear import SparseDelta, SparseLinearDelta
 from .structured import LoRA, Adapter
@@ -27,7 +30,17 @@ def _pad_rows(y: Tensor, rows: Tuple[int, int], total: int) -> Tensor:
     return F.pad(y, (rows[0], total - rows[1]))
 
 
-class SPTLinear(nn.Linear):
+def _dense(**deltas: Optional[SparseDelta]) -> Dict[str, Tensor]:
+    """``{leaf: dense update}`` of the sparse deltas that exist."""
+    return {leaf: d.dense() for leaf, d in deltas.items() if d is not None}
+
+
+class SPTLayer(Foldable):
+    """The SPT replacements (one type, so a backbone finds its SPT layers): updates
+    made of sparse deltas and, for linear layers, structured modules."""
+
+
+class SPTLinear(SPTLayer, nn.Linear):
     """``nn.Linear`` with a sparse delta and structured modules on row blocks."""
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True,
@@ -84,28 +97,23 @@ class SPTLinear(nn.Linear):
         return y
 
     # --------------------------------------------------------------- deployment
-    def delta(self) -> Dict[str, Tensor]:
+    def delta_weights(self) -> Dict[str, Tensor]:
         """Dense updates of ``weight`` / ``bias`` from the foldable parts."""
-        out = {}
-        dw = None
-        if self.sparse_weight is not None:
-            dw = self.sparse_weight.dense()
+        out = _dense(weight=self.sparse_weight, bias=self.sparse_bias)
         for seg, lora in self.lora.items():
             lo, hi = self.segments[seg]
             part = F.pad(lora.delta_weight(), (0, 0, lo, self.out_features - hi))
-            dw = part if dw is None else dw + part
-        if dw is not None:
-            out['weight'] = dw
-        if self.sparse_bias is not None:
-            out['bias'] = self.sparse_bias.dense()
+            out['weight'] = out['weight'] + part if 'weight' in out else part
         return out
 
-    @property
-    def foldable(self) -> bool:
-        return len(self.adapter) == 0
+    def fold_blocker(self) -> Optional[str]:
+        if len(self.adapter):
+            return ('SPT-Adapter modules are non-linear and cannot be folded into the '
+                    'weights; deploy the SPT checkpoint as is.')
+        return None
 
 
-class SPTLayerNorm(nn.LayerNorm):
+class SPTLayerNorm(SPTLayer, nn.LayerNorm):
     """``nn.LayerNorm`` with sparse deltas on its affine vectors."""
 
     def __init__(self, *args, **kwargs) -> None:
@@ -133,14 +141,11 @@ class SPTLayerNorm(nn.LayerNorm):
                 b = self.sparse_bias.add_to(b)
         return F.layer_norm(x, self.normalized_shape, w, b, self.eps)
 
-    def delta(self) -> Dict[str, Tensor]:
-        return {leaf: d.dense() for leaf, d in (('weight', self.sparse_weight),
-                                                ('bias', self.sparse_bias)) if d is not None}
-
-    foldable = True
+    def delta_weights(self) -> Dict[str, Tensor]:
+        return _dense(weight=self.sparse_weight, bias=self.sparse_bias)
 
 
-class SPTLayerScale(LayerScale):
+class SPTLayerScale(SPTLayer, LayerScale):
     """LayerScale with a sparse delta on ``gamma``."""
 
     def __init__(self, dim: int, init_value: float = 1.0) -> None:
@@ -163,20 +168,5 @@ class SPTLayerScale(LayerScale):
             g = self.sparse_gamma.add_to(g)
         return x * g
 
-    def delta(self) -> Dict[str, Tensor]:
-        return {} if self.sparse_gamma is None else {'gamma': self.sparse_gamma.dense()}
-
-    foldable = True
-
-
-SPT_LAYERS = (SPTLinear, SPTLayerNorm, SPTLayerScale)
-
-
-@torch.no_grad()
-def merge_layer(layer: nn.Module) -> None:
-    """Fold the layer's foldable update into its frozen tensors in place."""
-    if layer.merged:
-        return
-    for leaf, d in layer.delta().items():
-        getattr(layer, leaf).add_(d.to(getattr(layer, leaf).dtype))
-    layer.merged = True
+    def delta_weights(self) -> Dict[str, Tensor]:
+        return _dense(gamma=self.sparse_gamma)

@@ -1,6 +1,12 @@
 """What every SPT backbone shares: build the SPT structure from the allocation file in
 the constructor, freeze the rest, list the SPT parameters, fold for deployment.
 
+Trainability and folding come from the modules' declarations only: the SPT layers are
+:class:`~projects.core.peft.foldable.Foldable` (their children -- sparse values, LoRA,
+Adapter -- are new and trainable), other parts declare theirs with ``AddsParameters``
+(PYRA's generators), and :func:`~projects.core.peft.fold.fold_in_place` /
+:func:`~projects.core.peft.fold.merged_state_dict` fold them like every other method.
+
 A concrete SPT backbone subclasses this mixin and its plain backbone (``SPTViT`` =
 ``ComposableViT``, ``SPTPYRAViT`` = ``PYRAViT``, ``SPTSwin`` = mmpretrain's ``SwinTransformer``), sets ``PLAIN_TYPE`` to
 the registry name of the plain backbone and calls :meth:`_setup_spt` at the end of its
@@ -9,20 +15,19 @@ backbone, so its checkpoints load unchanged and :meth:`folded_state_dict` loads
 strictly into the plain backbone.
 """
 import copy
-from typing import Dict, Set
+from typing import Dict
 
-import torch
 from torch import Tensor, nn
 
+from ..core.peft.fold import fold_in_place, merged_state_dict
+from ..core.peft.roles import freeze_to_declared
 from .apply import apply_allocation, check_allocation
 from .cache import load_allocation
-from .layers import SPT_LAYERS, merge_layer
-from .sparse_linear import SparseDelta
-from .structured import STRUCTURED_TYPES, Adapter, LoRA
+from .layers import SPTLayer
+from .structured import STRUCTURED_TYPES
 from .units import backbone_units
 
 STRUCTURED_DEFAULTS = dict(type='lora', rank=8, scale=1.0, dropout=0.1)
-SPT_MODULES = (SparseDelta, LoRA, Adapter)
 
 
 def check_spt_cfg(spt_cfg) -> dict:
@@ -56,27 +61,14 @@ class SPTMixin:
             'full_vectors') if k in alloc}
         self.allocation_summary['sparse'] = {k: int(v.numel())
                                              for k, v in alloc['sparse'].items()}
-        self._freeze_spt()
-
-    def _also_trainable(self) -> Set[str]:
-        """Names of parameters outside the SPT budget that still train (none by default)."""
-        return set()
-
-    def _freeze_spt(self) -> None:
-        also = self._also_trainable()
-        for name, p in self.named_parameters():
-            p.requires_grad = name in also
-        for m in self.modules():
-            if isinstance(m, SPT_MODULES):
-                for p in m.parameters():
-                    p.requires_grad = True
+        # train what the modules declare: the SPT layers' additions and any other
+        # declared part (PYRA's generators, outside the SPT budget)
+        freeze_to_declared(self)
 
     def spt_parameters(self) -> Dict[str, nn.Parameter]:
         """The SPT-trainable parameters (sparse values, LoRA, Adapter), by name."""
-        names = set()
-        for mname, m in self.named_modules():
-            if isinstance(m, SPT_MODULES):
-                names |= {f'{mname}.{n}' for n, _ in m.named_parameters()}
+        names = {f'{layer_name}.{n}' for layer_name, layer in self.spt_layers().items()
+                 for n in layer.new_parameter_names()}
         return {n: p for n, p in self.named_parameters() if n in names}
 
     def plain_state_dict(self) -> Dict[str, Tensor]:
@@ -99,38 +91,18 @@ class SPTMixin:
                 f'a {self.PLAIN_TYPE} of the same architecture.')
 
     # --------------------------------------------------------------- deployment
-    def spt_layers(self) -> Dict[str, nn.Module]:
-        return {n: m for n, m in self.named_modules() if isinstance(m, SPT_LAYERS)}
+    def spt_layers(self) -> Dict[str, SPTLayer]:
+        return {n: m for n, m in self.named_modules() if isinstance(m, SPTLayer)}
 
     def merge_spt(self) -> int:
-        """Fold sparse deltas and LoRA into the frozen weights in place."""
-        layers = self.spt_layers()
-        self._check_foldable(layers)
-        for layer in layers.values():
-            merge_layer(layer)
-        return len(layers)
+        """Fold sparse deltas and LoRA into the frozen weights in place (what
+        :func:`~projects.core.peft.fold.fold_in_place` does for every method)."""
+        return fold_in_place(self)
 
-    @staticmethod
-    def _check_foldable(layers) -> None:
-        adapters = [n for n, m in layers.items() if not m.foldable]
-        if adapters:
-            raise ValueError(f'SPT-Adapter modules ({adapters[:3]}...) are non-linear and '
-                             'cannot be folded into the weights; deploy the SPT '
-                             'checkpoint as is.')
-
-    @torch.no_grad()
     def folded_state_dict(self) -> Dict[str, Tensor]:
         """State dict of the plain backbone (``plain_backbone_cfg``) with every SPT
         update folded in."""
-        layers = self.spt_layers()
-        self._check_foldable(layers)
-        state = {k: v.detach().clone() for k, v in self.plain_state_dict().items()}
-        for name, layer in layers.items():
-            if layer.merged:
-                continue
-            for leaf, d in layer.delta().items():
-                state[f'{name}.{leaf}'] += d.to(state[f'{name}.{leaf}'].dtype)
-        return state
+        return merged_state_dict(self)
 
     @classmethod
     def plain_backbone_cfg(cls, cfg: dict) -> dict:

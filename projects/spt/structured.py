@@ -2,16 +2,16 @@
 sequential Adapter (SPT-Adapter), with their parameter costs used by the allocation.
 
 LoRA follows the official SPT code: A kaiming-uniform, B zero, scale 1 by default
-(``scale`` = alpha / rank in other LoRA codes), dropout on its input. Its update is
+(``scale`` = alpha / rank in other LoRA codes), dropout on its input. It is the one
+low-rank update of :mod:`projects.core.peft.low_rank` (state-dict names ``A`` / ``B``);
 linear, so :meth:`LoRA.delta_weight` folds it into the base weight. The Adapter acts
 on the layer *output*, ``y + up(GELU(down(dropout(y))))`` (up zero-initialised), is
 non-linear and therefore cannot be folded.
 """
-import math
-
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
+
+from ..core.peft.low_rank import init_low_rank_, low_rank_delta, low_rank_forward
 
 STRUCTURED_TYPES = ('lora', 'adapter')
 
@@ -36,15 +36,15 @@ class LoRA(nn.Module):
         self.rank = rank
         self.scale = scale
         self.A = nn.Parameter(torch.empty(rank, d_in))
-        self.B = nn.Parameter(torch.zeros(d_out, rank))
-        nn.init.kaiming_uniform_(self.A, a=math.sqrt(5))
+        self.B = nn.Parameter(torch.empty(d_out, rank))
+        init_low_rank_(self.A, self.B)
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.linear(F.linear(self.dropout(x), self.A), self.B) * self.scale
+        return low_rank_forward(self.dropout(x), self.A, self.B, self.scale)
 
     def delta_weight(self) -> Tensor:
-        return (self.B @ self.A) * self.scale
+        return low_rank_delta(self.A, self.B, self.scale)
 
 
 class Adapter(nn.Module):

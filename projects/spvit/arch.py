@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import List, Optional, Sequence, Union
 
 from ..core.engine.atomic_io import atomic_json_dump
+from ..vit import cost
 
 OPS = ('skip', 'conv1x1', 'conv3x3', 'msa')
 FORMAT = 'spvit-arch/1'
@@ -110,6 +111,19 @@ def load_arch(source: Union[str, dict, SPViTArch]) -> SPViTArch:
                      num_heads=int(source.get('num_heads', 0)),
                      mlp_hidden=int(source.get('mlp_hidden', 0)), source=name,
                      meta=dict(source.get('meta', {}))).validate()
+
+
+def op_macs(op: str, dim: int, num_heads: int, num_tokens: int, num_prefix: int = 1) -> float:
+    """Multiply-adds per image of one attention op on ``num_tokens`` tokens: skip 0,
+    the bottleneck convs d -> d/heads -> d on the patches, MSA on all tokens."""
+    if op == 'skip':
+        return 0.0
+    if op == 'msa':
+        return cost.msa(num_tokens, dim)
+    if op in ('conv1x1', 'conv3x3'):
+        return cost.bottleneck_conv(num_tokens - num_prefix, dim, dim // num_heads,
+                                    1 if op == 'conv1x1' else 3)
+    raise ValueError(f'unknown SPViT op {op!r}; choose from {OPS}.')
 
 
 def compact_overrides(arch: SPViTArch, skip_op: str = 'ln', folded: bool = False,

@@ -19,6 +19,7 @@ from ..vit.context import TokenContext
 from ..vit.interfaces import AttentionPart
 from ..vit.param_roles import AddsParameters
 from ..vit.registry import VIT_LAYERS
+from .arch import op_macs
 from .bconv import conv1x1_weights, conv3x3_weights, mix_heads
 from .supernet import check_skip_op, new_names
 
@@ -31,6 +32,9 @@ class SPViTSkip(AttentionPart):
         super().__init__()
         check_skip_op(skip_op, 'SPViTSkip')
         self.skip_op = skip_op
+
+    def macs(self, num_tokens: float, num_prefix: int = 1) -> float:
+        return 0.0
 
     def forward(self, x: Tensor, ctx: TokenContext = TokenContext(),
                 attend: Optional[Tensor] = None,
@@ -49,7 +53,7 @@ class SPViTConv(AddsParameters, AttentionPart):
         if kernel not in (1, 3):
             raise ValueError(f'SPViTConv: kernel must be 1 or 3, got {kernel}.')
         self.kernel, self.folded, self.alpha = kernel, folded, alpha
-        self.num_heads, self.head_dim = num_heads, dim // num_heads
+        self.dim, self.num_heads, self.head_dim = dim, num_heads, dim // num_heads
         if folded:
             self.conv = nn.Conv2d(dim, self.head_dim, kernel, padding=kernel // 2)
             self.pw = nn.Conv2d(self.head_dim, dim, 1)
@@ -63,6 +67,12 @@ class SPViTConv(AddsParameters, AttentionPart):
     def new_parameter_names(self):
         # exported checkpoints carry every tensor; only z and BN are SPViT's own
         return [] if self.folded else new_names(self, ['bn'], ['z'])
+
+    def macs(self, num_tokens: float, num_prefix: int = 1) -> float:
+        """The folded convs on the patches (unfolded, the kernel is built once per
+        forward, which is not per-image work); the class token passes unchanged."""
+        return op_macs(f'conv{self.kernel}x{self.kernel}', self.dim, self.num_heads,
+                       num_tokens, num_prefix)
 
     def weights(self) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
         """(kernel, conv bias, projection (d, d_h), projection bias)."""

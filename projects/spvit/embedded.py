@@ -10,6 +10,7 @@ from typing import Optional
 from mmengine.config import Config
 from mmengine.runner import Runner
 
+from ..core.engine.protocol import apply_protocol
 from ..core.engine.schedule import set_max_epochs
 from .export import export_compact
 from .flops import arch_macs, find_backbone
@@ -24,9 +25,10 @@ FINETUNE_CFG = osp.join(CONFIGS, f'spvit-finetune_{SUFFIX}')
 
 
 def _prepare(cfg: Config, work_dir: str, seed: int, epochs: Optional[int],
-             cfg_options: Optional[dict]) -> Config:
+             cfg_options: Optional[dict], protocol: str) -> Config:
     cfg.work_dir = work_dir
     cfg.randomness = dict(seed=seed)
+    apply_protocol(cfg, protocol)
     if epochs:
         epochs = min(epochs, cfg.train_cfg.max_epochs) if 'spvit_finetune_base' in cfg \
             else epochs   # the search never runs longer than its config says
@@ -37,14 +39,16 @@ def _prepare(cfg: Config, work_dir: str, seed: int, epochs: Optional[int],
 
 
 def run_embedded(work_dir: str, seed: int = 0, epochs: Optional[int] = None,
-                 cfg_options: Optional[dict] = None) -> dict:
+                 cfg_options: Optional[dict] = None, protocol: str = 'test') -> dict:
     """Search, export, fine-tune and test; returns the fine-tuned compact classifier
-    (eval mode), its test metrics, its trainable parameter count, the fine-tune runner,
+    (eval mode), its metrics on the protocol's split (test, or val200 with
+    ``protocol='val'``: search and fine-tune then train on train800 alone), its
+    trainable parameter count, the fine-tune runner,
     and the architecture, its GMACs and each stage's minutes."""
     minutes = {}
     start = time.time()
     search = _prepare(Config.fromfile(SEARCH_CFG), osp.join(work_dir, 'search'), seed,
-                      epochs, cfg_options)
+                      epochs, cfg_options, protocol)
     Runner.from_cfg(search).train()
     minutes['search'] = (time.time() - start) / 60
 
@@ -56,7 +60,7 @@ def run_embedded(work_dir: str, seed: int = 0, epochs: Optional[int] = None,
 
     start = time.time()
     tune = _prepare(Config.fromfile(paths['config']), osp.join(work_dir, 'finetune'), seed,
-                    epochs, cfg_options)
+                    epochs, cfg_options, protocol)
     runner = Runner.from_cfg(tune)
     runner.train()
     metrics = runner.test()

@@ -1,54 +1,41 @@
 """SPViT's complexity: multiply-accumulates (MACs, the fvcore / mmengine "FLOPs") of
 a compact architecture, and the same count as a differentiable function of the gates.
 
-Counted per image: the patch embedding, per layer the attention op and the FFN, and
-optional ``extra_macs`` (a classifier head). With N patch tokens, T = N + prefix
-tokens, d channels, d_h = d / heads, k kept FFN units:
+Every term is a formula of the one cost model (:mod:`projects.vit.cost`, through
+``arch.op_macs`` and the parts' ``macs``): the patch embedding, per layer the attention
+op (MSA, a bottleneck conv on the patches, or skip) and the FFN of its own width, and
+optional ``extra_macs`` (a classifier head). The compact model's
+``cost.executed_macs`` equals :func:`arch_macs` of its architecture.
 
-- MSA: 4 T d^2 (q, k, v, projection) + 2 T^2 d (QK^T and AV)
-- conv1x1: 2 N d d_h; conv3x3: 9 N d d_h + N d_h d; skip: 0
-- FFN: 2 T d k
-
-Norms, BN, activations and additions are left out (< 1 % of a ViT, and the official
-count and the paper's tables treat them as noise). The gate function uses the
-straight-through surrogate of ``gates.surrogate_gates``:
-attention = g1 conv1x1 + g2 (conv3x3 - conv1x1) + g3 (MSA - conv3x3).
+The gate function uses the straight-through surrogate of ``gates.surrogate_gates``:
+attention = g1 conv1x1 + g2 (conv3x3 - conv1x1) + g3 (MSA - conv3x3), FFN = (kept
+units) x the MACs of one unit.
 """
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Callable, Dict, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
 
 from ..core.engine.ddp import unwrap_model
+from ..vit import cost
 from ..vit.context import TokenContext
 from ..vit.interfaces import AuxLossTerm
 from ..vit.registry import VIT_LAYERS
-from .arch import SPViTArch
+from .arch import OPS, SPViTArch, op_macs
 from .gates import surrogate_gates
 from .supernet import SPViTAttention, SPViTGatedMlp
 
 
-def op_macs(op: str, dim: int, num_heads: int, num_patches: int, num_tokens: int) -> int:
-    dh = dim // num_heads
-    return {'skip': 0,
-            'conv1x1': 2 * num_patches * dim * dh,
-            'conv3x3': 10 * num_patches * dim * dh,
-            'msa': 4 * num_tokens * dim * dim + 2 * num_tokens * num_tokens * dim}[op]
-
-
-def embed_macs(dim: int, num_patches: int, patch_size: int, in_channels: int) -> int:
-    return num_patches * dim * in_channels * patch_size * patch_size
-
-
 def arch_macs(arch: SPViTArch, dim: int, num_heads: int, grid: Tuple[int, int],
               patch_size: int, num_prefix: int = 1, in_channels: int = 3,
-              extra_macs: int = 0) -> int:
+              extra_macs: int = 0) -> float:
     """MACs of one image through the compact model of ``arch``."""
     n = grid[0] * grid[1]
     t = n + num_prefix
-    total = embed_macs(dim, n, patch_size, in_channels) + extra_macs
+    total = cost.patch_embed(n, in_channels, patch_size, dim) + extra_macs
     for i, op in enumerate(arch.ops):
-        total += op_macs(op, dim, num_heads, n, t) + 2 * t * dim * arch.keep_count(i)
+        total += op_macs(op, dim, num_heads, t, num_prefix) + \
+            cost.mlp(t, dim, arch.keep_count(i))
     return total
 
 
@@ -65,64 +52,47 @@ def gated_layers(backbone: nn.Module):
     return out
 
 
-def _fixed_attn(block, n: int, t: int) -> int:
-    """MACs of a non-searched attention part (plain MSA, compact conv or skip)."""
-    from .compact import SPViTConv, SPViTSkip
-    attn = block.attn
-    dim = block.norm1.normalized_shape[0]
-    if isinstance(attn, SPViTSkip):
-        return 0
-    if isinstance(attn, SPViTConv):
-        return op_macs('conv1x1' if attn.kernel == 1 else 'conv3x3', dim, attn.num_heads, n, t)
-    return op_macs('msa', dim, attn.num_heads, n, t)
+def _gated_macs(backbone: nn.Module, grid: Tuple[int, int], num_prefix: int,
+                extra_macs: int, gate_values: Callable[[Tensor], Tensor]) -> Tensor:
+    """MACs of the model the gate logits select, with ``gate_values(theta)`` the value
+    of each gate (the surrogate, all off, all on); parts without gates count as
+    themselves (``macs``)."""
+    n = grid[0] * grid[1]
+    t = n + num_prefix
+    total = torch.tensor(float(backbone.embed_macs(n) + extra_macs))
+    for block, (attn, mlp) in zip(backbone.blocks, gated_layers(backbone)):
+        if attn is not None:
+            g = torch.cumprod(gate_values(attn.theta), 0)
+            ops = [attn.op_macs(op, t, num_prefix) for op in OPS]  # skip, 1x1, 3x3, msa
+            total = total + sum(g[i] * (ops[i + 1] - ops[i]) for i in range(3))
+        else:
+            total = total + block.attn.macs(t, num_prefix)
+        if mlp is not None:
+            unit = cost.mlp(t, mlp.fc1.in_features, 1)
+            total = total + unit * gate_values(mlp.theta).sum()
+        else:
+            total = total + block.mlp.macs(t)
+    return total
 
 
 def supernet_macs(backbone: nn.Module, grid: Tuple[int, int], num_prefix: int = 1,
                   extra_macs: int = 0) -> Tensor:
     """Differentiable MACs of the model the gates currently select (surrogate gates)."""
-    dim = backbone.embed_dims
-    n = grid[0] * grid[1]
-    t = n + num_prefix
-    proj = backbone.patch_embed.proj
-    total = torch.tensor(float(embed_macs(dim, n, backbone.patch_size, proj.in_channels)
-                               + extra_macs))
-    for block, (attn, mlp) in zip(backbone.blocks, gated_layers(backbone)):
-        if attn is not None:
-            h = attn.num_heads
-            c1, c3, msa = (op_macs(o, dim, h, n, t) for o in ('conv1x1', 'conv3x3', 'msa'))
-            g = torch.cumprod(surrogate_gates(attn.theta), 0)
-            total = total + g[0] * c1 + g[1] * (c3 - c1) + g[2] * (msa - c3)
-        else:
-            total = total + _fixed_attn(block, n, t)
-        if mlp is not None:
-            total = total + 2 * t * dim * surrogate_gates(mlp.theta).sum()
-        else:
-            total = total + 2 * t * dim * block.mlp.fc1.out_features
-    return total
+    return _gated_macs(backbone, grid, num_prefix, extra_macs, surrogate_gates)
 
 
 def min_macs(backbone: nn.Module, grid: Tuple[int, int], num_prefix: int = 1,
-             extra_macs: int = 0) -> int:
+             extra_macs: int = 0) -> float:
     """MACs with every gate off (what no FLOPs target can go below)."""
-    dim, n = backbone.embed_dims, grid[0] * grid[1]
-    t = n + num_prefix
-    total = embed_macs(dim, n, backbone.patch_size, backbone.patch_embed.proj.in_channels)
-    for block, (attn, mlp) in zip(backbone.blocks, gated_layers(backbone)):
-        total += 0 if attn is not None else _fixed_attn(block, n, t)
-        total += 0 if mlp is not None else 2 * t * dim * block.mlp.fc1.out_features
-    return total + extra_macs
+    with torch.no_grad():
+        return float(_gated_macs(backbone, grid, num_prefix, extra_macs, torch.zeros_like))
 
 
 def full_macs(backbone: nn.Module, grid: Tuple[int, int], num_prefix: int = 1,
-              extra_macs: int = 0) -> int:
-    """MACs with every gate on (the dense model)."""
-    dim, n = backbone.embed_dims, grid[0] * grid[1]
-    t = n + num_prefix
-    total = embed_macs(dim, n, backbone.patch_size, backbone.patch_embed.proj.in_channels)
-    for block in backbone.blocks:
-        heads = block.attn.num_heads
-        total += op_macs('msa', dim, heads, n, t) + 2 * t * dim * block.mlp.fc1.out_features
-    return total + extra_macs
+              extra_macs: int = 0) -> float:
+    """MACs with every gate on (MSA and every FFN unit where the gates choose)."""
+    with torch.no_grad():
+        return float(_gated_macs(backbone, grid, num_prefix, extra_macs, torch.ones_like))
 
 
 @VIT_LAYERS.register_module()

@@ -17,8 +17,9 @@ from ..vit.context import TokenContext
 from ..vit.param_roles import AddsParameters
 from ..vit.registry import VIT_LAYERS
 from ..vit.block import Attention, Mlp
+from .arch import OPS, op_macs
 from .bconv import conv1x1_weights, gather_conv3x3, mix_heads, split_heads
-from .gates import ordered_attention_gates, sample_gates
+from .gates import op_of, ordered_attention_gates, sample_gates
 
 SKIP_OPS = ('zero', 'ln')
 
@@ -117,6 +118,16 @@ class SPViTAttention(AddsParameters, Attention):
 
     def msa(self, x: Tensor, ctx: TokenContext) -> Tensor:
         return super().forward(x, ctx)[0]
+
+    # ------------------------------------------------------------------ cost
+    def op_macs(self, op: str, num_tokens: float, num_prefix: int = 1) -> float:
+        """Multiply-adds per image of one of the ops this layer chooses between."""
+        return op_macs(op, self.proj.in_features, self.num_heads, num_tokens, num_prefix)
+
+    def macs(self, num_tokens: float, num_prefix: int = 1) -> float:
+        """The op eval runs (its gates' hard decision). Training runs all three paths;
+        the FLOPs loss weighs them by the gates (``flops.supernet_macs``)."""
+        return self.op_macs(OPS[op_of(self.theta)], num_tokens, num_prefix)
 
     # --------------------------------------------------------------- forward
     def gates(self) -> Tensor:

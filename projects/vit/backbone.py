@@ -26,7 +26,9 @@ from mmseg.registry import MODELS as SEG_MODELS
 from torch import Tensor, nn
 
 from ..core.checkpoint.vit_loader import load_vit_checkpoint
-from ..core.peft.lora import fold_lora_state_dict, lora_layers
+from ..core.peft.fold import fold_in_place
+from ..core.peft.lora import fold_lora_state_dict
+from . import cost
 from .block import Block
 from .block_cfgs import BlockCfgSpec, resolve_block_cfgs
 from .context import TokenContext
@@ -275,6 +277,7 @@ class ComposableViT(BaseModule):
             x = x + pos[:, 1:]
         ctx = TokenContext(grid=grid, num_prefix=int(self.with_cls_token),
                            trace=self.out_type in ('raw', 'featmap')).with_state(*inputs)
+        ctx = cost.record(ctx, lambda: self.embed_macs(grid[0] * grid[1]))
         return self.pos_drop(x), ctx
 
     def _run_block(self, block: Block, x: Tensor, ctx: TokenContext):
@@ -353,13 +356,32 @@ class ComposableViT(BaseModule):
             return x
         return x[:, start:].transpose(1, 2).reshape(x.shape[0], self.embed_dims, *ctx.grid)
 
+    # -------------------------------------------------------------------- cost
+    def embed_macs(self, num_patches: int) -> float:
+        """Multiply-adds per image of the patch embedding of ``num_patches`` patches."""
+        proj = self.patch_embed.proj
+        return cost.patch_embed(num_patches, proj.in_channels, self.patch_size,
+                                self.embed_dims)
+
+    def model_macs(self, img_hw: Tuple[int, int], inputs: Sequence[Any] = ()) -> float:
+        """Analytic multiply-adds per image at ``img_hw`` (``cost.model_macs``): the
+        patch embedding, then every block on the tokens the earlier ones left
+        (``Block.macs``; no gating). A plain ViT needs no ``inputs``."""
+        for side in img_hw:
+            check_divisible(side, self.patch_size)
+        num_patches = (img_hw[0] // self.patch_size) * (img_hw[1] // self.patch_size)
+        prefix = int(self.with_cls_token)
+        total, tokens = self.embed_macs(num_patches), num_patches + prefix
+        for block in self.blocks:
+            macs, tokens = block.macs(tokens, prefix)
+            total += macs
+        return float(total)
+
     # --------------------------------------------------------------- deployment
     def merge_lora(self) -> int:
-        """Fold every LoRA update into its weight in place; returns how many layers."""
-        layers = lora_layers(self)
-        for layer in layers.values():
-            layer.merge()
-        return len(layers)
+        """Fold every low-rank / foldable update into its weight in place (the one
+        fold of ``projects/core/peft``); returns how many layers."""
+        return fold_in_place(self, missing_ok=True)
 
     def folded_state_dict(self) -> Dict[str, Tensor]:
         """State dict that loads into the same config with ``lora_cfg=None``."""

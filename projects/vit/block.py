@@ -42,15 +42,20 @@ Example -- a new attention variant, and a per-token MLP gate, by configuration o
     backbone = dict(type='ComposableViT', arch='b', block_cfg=dict(
         attn_cfg=dict(type='TalkingHeadsAttention'), mlp_gate=dict(type='ThresholdGate')))
 
+Cost: :meth:`Block.macs` adds up its parts' multiply-adds for the tokens that ran
+(``projects/vit/cost.py``); a forward that carries a ``cost.MacsRecord`` records it.
+
 ``AddsParameters`` (``param_roles.py``) marks the gate's parameters as new (allowed
 missing from pretrained checkpoints) and trainable when the backbone is frozen.
 """
-from typing import Callable, Optional, Sequence, Tuple
+from typing import Callable, Mapping, Optional, Sequence, Tuple
 
+import torch
 from mmcv.cnn.bricks.drop import DropPath
 from torch import Tensor, nn
 
 from .context import TokenContext
+from .cost import record
 from .interfaces import SLOT_BASES, GateDecision
 from .parts import Attention, LayerScale, Mlp  # noqa: F401  (re-exported)
 from .registry import LayerCfg, build_layer
@@ -220,6 +225,53 @@ class Block(nn.Module):
 
     def forward(self, x: Tensor,
                 ctx: TokenContext = TokenContext()) -> Tuple[Tensor, TokenContext]:
+        out, after = self._forward(x, ctx)
+        # what ran, when this forward records its cost (cost.executed_macs); the
+        # decisions of this layer are in the context's masks
+        return out, record(after, lambda: self.macs(
+            x.shape[1], ctx.num_prefix, layer_masks(after), out.shape[1], ctx.gated)[0])
+
+    # ------------------------------------------------------------------ cost
+    def macs(self, num_tokens: int, num_prefix: int = 1,
+             masks: Optional[Mapping[str, Tensor]] = None,
+             tokens_out: Optional[int] = None, gated: bool = True) -> Tuple[float, int]:
+        """Multiply-adds per image of this block on ``num_tokens`` tokens, and the
+        tokens it leaves.
+
+        masks: this layer's gate decisions by kind ('mlp', 'attn', 'block', 'layer'),
+            as in ``ctx.masks``. Only exact (bool) decisions in eval save work, as in
+            the forward: attention then runs per sample on its active tokens, the MLP
+            on the active tokens, a per-sample gate skips whole samples. None: every
+            token runs every part.
+        tokens_out: the tokens the merger left in a real forward (default: its count).
+        gated: False for the complete-model pass, which does not run the gates.
+        """
+        saving = {} if masks is None or self.training else \
+            {k: m for k, m in masks.items() if m.dtype == torch.bool}
+        n, prefix = num_tokens, num_prefix
+        merge, n_out = 0.0, n
+        if self.merger is not None:
+            merge = self.merger.macs(n, prefix, self.attn.metric_dims)
+            n_out = self.merger.tokens_after(n, prefix) if tokens_out is None else tokens_out
+        side = [(self.adapter, n_out)]
+        if gated:  # a gate scores the tokens entering its slot
+            side += [(self.attn_gate, n), (self.mlp_gate, n_out)]
+        side_macs = sum(part.macs(m) for part, m in side if part is not None)
+        if 'layer' in saving:  # per sample: attention and MLP of the kept samples only
+            ran = saving['layer'].float().mean().item()
+            return ran * (self.attn.macs(n, prefix) + self.mlp.macs(n)) + side_macs, n
+        attn_keep = saving.get('attn', saving.get('block'))
+        mlp_keep = saving.get('mlp', saving.get('block'))
+        if attn_keep is None:
+            attn = self.attn.macs(n, prefix)
+        else:  # packed: each sample attends among its own active tokens
+            counts, samples = attn_keep.sum(1).unique(return_counts=True)
+            attn = sum(k * self.attn.macs(c, prefix) for c, k in
+                       zip(counts.tolist(), samples.tolist())) / attn_keep.shape[0]
+        rows = n_out if mlp_keep is None else mlp_keep.sum().item() / mlp_keep.shape[0]
+        return attn + merge + self.mlp.macs(rows) + side_macs, n_out
+
+    def _forward(self, x: Tensor, ctx: TokenContext) -> Tuple[Tensor, TokenContext]:
         decision, ctx = self._decide(self.attn_gate, x, ctx)
         if decision is not None and self.attn_gate.per_sample:
             return self._sample_gated(x, decision, ctx)
@@ -231,3 +283,13 @@ class Block(nn.Module):
         if self.merger is not None:
             x, ctx = self.merger(x, metric, ctx)
         return self.forward_mlp(x, ctx)
+
+
+def layer_masks(ctx: TokenContext) -> Mapping[str, Tensor]:
+    """The gate decisions of the context's current layer, by kind."""
+    found = {kind: ctx.masks.get(f'{kind}.{ctx.layer}') for kind in MASK_KINDS}
+    return {kind: mask for kind, mask in found.items() if mask is not None}
+
+
+#: the kinds of gate decision a block records (``TokenGate.mask_name``)
+MASK_KINDS = ('mlp', 'attn', 'block', 'layer')

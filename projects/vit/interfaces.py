@@ -17,9 +17,12 @@ slot                call                                        declared abiliti
 ``adapter``         ``forward(x, ctx) -> Tensor``               --
 ==================  =========================================  =========================
 
-Every part may also count its own multiply-adds (:meth:`Part.macs`) and check itself
-against the built backbone (:meth:`Part.setup`). A backbone's loss terms
-(``aux_losses``) subclass :class:`AuxLossTerm`.
+Every part counts its own multiply-adds for one sample with the formulas of
+:mod:`projects.vit.cost` -- token-wise slots ``macs(num_tokens)``, the attention slot
+``macs(num_tokens, num_prefix)`` (a conv op acts on the patches only), a reducer
+``macs(num_tokens, num_prefix, metric_dims)`` and ``tokens_after(num_tokens,
+num_prefix)`` -- and may check itself against the built backbone (:meth:`Part.setup`).
+A backbone's loss terms (``aux_losses``) subclass :class:`AuxLossTerm`.
 """
 from typing import TYPE_CHECKING, NamedTuple, Optional, Sequence, Tuple
 
@@ -49,10 +52,14 @@ class Part(nn.Module):
                             'from its config or give the part an __init__ that takes them.')
         super().__init__()
 
-    def macs(self, num_tokens: int) -> Optional[int]:
-        """Multiply-adds of one sample's forward on ``num_tokens`` tokens, for parts
-        whose cost the ViT's own count does not cover; None: nothing of its own."""
-        return None
+    def macs(self, num_tokens: float) -> float:
+        """Multiply-adds of one sample's forward on ``num_tokens`` tokens (its own
+        width and op; formulas in :mod:`projects.vit.cost`). Every part that runs
+        declares it, 0 when it does no matrix product, so no cost is silently missing."""
+        raise NotImplementedError(
+            f'{type(self).__name__} does not count its multiply-adds: implement its '
+            'slot\'s macs() (projects/vit/interfaces.py) with the formulas of '
+            'projects.vit.cost, returning 0 if it does no matrix product.')
 
     def setup(self, backbone: 'ComposableViT') -> None:
         """Called once the backbone is built, for checks that need all of it."""
@@ -69,10 +76,17 @@ class AttentionPart(Part):
         masks_keys: accepts ``attend`` (B, N) bool -- only those tokens may be attended
             to (an attention gate's training path).
         packs: has :meth:`forward_packed` (an attention gate's eval path).
+        metric_dims: channels of that metric (what a merger's matching costs).
     """
     provides_metric: bool = False
     masks_keys: bool = False
     packs: bool = False
+    metric_dims: Optional[int] = None
+
+    def macs(self, num_tokens: float, num_prefix: int = 1) -> float:
+        """Multiply-adds of one sample on ``num_tokens`` tokens, ``num_prefix`` of them
+        before the patches (an op on the patch grid counts only the patches)."""
+        return super().macs(num_tokens)
 
     def forward(self, x: Tensor, ctx: TokenContext = TokenContext(),
                 attend: Optional[Tensor] = None,
@@ -102,6 +116,18 @@ class TokenReducer(Part):
     def needs_metric(self, ctx: TokenContext) -> bool:
         """Whether this forward's attention must return its matching metric."""
         return False
+
+    def tokens_after(self, num_tokens: int, num_prefix: int = 1) -> int:
+        """Tokens this step leaves of ``num_tokens`` (an analytic count needs it)."""
+        raise NotImplementedError(
+            f'{type(self).__name__} does not say how many tokens it leaves: implement '
+            'tokens_after(num_tokens, num_prefix).')
+
+    def macs(self, num_tokens: float, num_prefix: int = 1,
+             metric_dims: Optional[int] = None) -> float:
+        """Multiply-adds of one sample's reduction of ``num_tokens`` tokens, matching on
+        a metric of ``metric_dims`` channels (the attention's)."""
+        return super().macs(num_tokens)
 
     def forward(self, x: Tensor, metric: Optional[Tensor],
                 ctx: TokenContext) -> Tuple[Tensor, TokenContext]:

@@ -1,47 +1,8 @@
-"""Which parameters a method adds to a pretrained ViT, declared by the module that owns
-them rather than by name patterns kept elsewhere.
+"""Parameter roles of the ViT's parts: the declarations live in
+:mod:`projects.core.peft.roles` (shared with the low-rank layers there); this module
+keeps the import path every part uses."""
+from ..core.peft.roles import (AddsParameters, freeze_to_declared,  # noqa: F401
+                               new_parameter_names, trainable_when_frozen)
 
-A module that adds parameters (LoRA, PYRA's generators, an adapter, a dispatcher, a gate)
-inherits :class:`AddsParameters`. The backbone asks :func:`trainable_when_frozen` which
-parameters stay trainable when it freezes itself, and the checkpoint loader asks
-:func:`new_parameter_names` which keys a pretrained checkpoint is allowed to miss.
-"""
-from typing import Iterable, Set
-
-from torch import nn
-
-
-class AddsParameters:
-    """Mixin for modules whose parameters a pretrained checkpoint does not have.
-
-    By default every parameter of the module is new and trains when the backbone is
-    frozen; override :meth:`new_parameter_names` when only some are (LoRA keeps the
-    pretrained ``weight`` / ``bias`` of its linear layer), and
-    :meth:`trainable_parameter_names` when a new parameter should stay frozen.
-    """
-
-    def new_parameter_names(self) -> Iterable[str]:
-        """Names relative to this module."""
-        return [name for name, _ in self.named_parameters()]
-
-    def trainable_parameter_names(self) -> Iterable[str]:
-        return self.new_parameter_names()
-
-
-def _collect(model: nn.Module, method: str) -> Set[str]:
-    names: Set[str] = set()
-    for prefix, module in model.named_modules():
-        if isinstance(module, AddsParameters):
-            lead = f'{prefix}.' if prefix else ''
-            names.update(lead + n for n in getattr(module, method)())
-    return names
-
-
-def new_parameter_names(model: nn.Module) -> Set[str]:
-    """Full names of the parameters of ``model`` that pretrained checkpoints lack."""
-    return _collect(model, 'new_parameter_names')
-
-
-def trainable_when_frozen(model: nn.Module) -> Set[str]:
-    """Full names of the parameters of ``model`` that train when it is frozen."""
-    return _collect(model, 'trainable_parameter_names')
+__all__ = ['AddsParameters', 'freeze_to_declared', 'new_parameter_names',
+           'trainable_when_frozen']

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..core.peft.lora import LoRAQKVLinear
+from . import cost
 from .context import TokenContext
 from .interfaces import AttentionPart, MlpPart
 from .registry import VIT_LAYERS
@@ -39,6 +40,9 @@ class Mlp(MlpPart):
     def forward(self, x: Tensor) -> Tensor:
         return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
 
+    def macs(self, num_tokens: float) -> float:
+        return cost.mlp(num_tokens, self.fc1.in_features, self.fc1.out_features)
+
 
 @VIT_LAYERS.register_module()
 class Attention(AttentionPart):
@@ -64,6 +68,7 @@ class Attention(AttentionPart):
         if dim % num_heads:
             raise ValueError(f'embed_dims {dim} is not divisible by num_heads {num_heads}.')
         self.num_heads = num_heads
+        self.metric_dims = dim // num_heads  # ToMe's metric: keys averaged over heads
         if lora_cfg:
             self.qkv = LoRAQKVLinear(dim, dim * 3, bias=qkv_bias, **lora_cfg)
         else:
@@ -72,6 +77,10 @@ class Attention(AttentionPart):
         self.proj = nn.Linear(dim, dim)
         self.proj_drop = nn.Dropout(proj_drop)
         self.prop_attn = prop_attn
+
+    def macs(self, num_tokens: float, num_prefix: int = 1) -> float:
+        """MSA on all tokens (LoRA counted folded, as deployed; bias hooks are free)."""
+        return cost.msa(num_tokens, self.proj.in_features)
 
     # ------------------------------------------------------------ bias hooks
     def extra_qkv_bias(self, ctx: TokenContext) -> Optional[Tensor]:

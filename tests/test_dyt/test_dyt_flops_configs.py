@@ -8,7 +8,7 @@ from torch import nn
 from projects.core.engine.model_builder import build_model_from_cfg
 from projects.dyt.calibrate import calibrate_rate
 from projects.pyra import PYRAViT
-from projects.pyra.flops import executed_macs
+from projects.vit.cost import executed_macs
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 TINY = dict(embed_dims=32, num_layers=3, num_heads=2, feedforward_channels=64)

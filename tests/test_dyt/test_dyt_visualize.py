@@ -3,7 +3,6 @@ dispatchers whose decisions are known by construction, then the tool run as a us
 would on a tiny config and a checkpoint carrying those dispatchers."""
 import importlib.util
 import os.path as osp
-import sys
 
 import numpy as np
 import pytest
@@ -121,13 +120,15 @@ def tiny_dyt(tmp_path_factory):
     return cfg_path, ckpt, tmp
 
 
-def test_tool_writes_both_pictures_from_a_checkpoint(tiny_dyt, subprocess_tools):
+def test_tool_writes_both_pictures_from_a_checkpoint(tiny_dyt, capsys):
     cfg_path, ckpt, tmp = tiny_dyt
     out = tmp / 'pictures'
-    log = subprocess_tools.check(subprocess_tools.run(
-        [sys.executable, TOOL, cfg_path, '--checkpoint', ckpt, '--num-images', '5',
-         '--zoom', '2', '--out-dir', str(out)], cwd=str(tmp)))
-    assert 'over 5 images (overall 75.0%, per layer 100, 0, 100, 100)' in log
+    report = vis.main([cfg_path, '--checkpoint', ckpt, '--num-images', '5', '--zoom', '2',
+                       '--out-dir', str(out), '--json', str(tmp / 'rates.json')])
+    assert 'over 5 images (overall 75.0%, per layer 100, 0, 100, 100)' in \
+        capsys.readouterr().out
+    assert [r['rate'] for r in report['rows']] == EXPECTED_RATES
+    assert report['overall'] == 0.75 and report['num_images'] == 5
     tokens = np.asarray(Image.open(out / 'dyt_tokens.png').convert('RGB'))
     side = 32 * 2
     assert tokens.shape == (side + vis.TITLE + 2 * vis.GAP, 5 * side + 6 * vis.GAP, 3)

@@ -47,7 +47,7 @@ def test_sparse_linear_matches_dense_reference(index):
     torch.testing.assert_close(layer.lora['k'].B.grad, b.grad)
     assert layer.weight.grad is None
     # the folded update is exactly the reference delta
-    torch.testing.assert_close(layer.delta()['weight'] + layer.weight, w.detach())
+    torch.testing.assert_close(layer.delta_weights()["weight"] + layer.weight, w.detach())
 
 
 def test_sparse_delta_rejects_bad_indices():

@@ -48,10 +48,34 @@ def test_every_method_resolves_and_the_default_is_the_readme_set():
     assert methods.resolve(cfg) == osp.join(ROOT, cfg)
     with pytest.raises(SystemExit):
         job.parse_args(['--methods', 'no-such-method'])
-    # plug-ins train on train800val200 and report test: not under the val protocol
-    with pytest.raises(SystemExit):
-        job.parse_args(['--methods', 'lora', 'esta', '--protocol', 'val'])
     assert job.parse_args(['--methods', 'esta']).protocol == 'test'
+
+
+def test_plugins_run_under_the_val_protocol_only_when_they_take_it(tmp_path, monkeypatch):
+    # SPViT and ESTA apply the protocol to their own configs
+    args = job.parse_args(['--methods', 'lora', 'spvit', 'esta', '--protocol', 'val'])
+    assert args.protocol == 'val'
+    # a plug-in without a protocol parameter would report test as val200: refused
+    (tmp_path / 'fixed_split_plugin.py').write_text(
+        'def run_embedded(work_dir, seed, epochs, cfg_options):\n    return {}\n')
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(SystemExit):
+        job.parse_args(['--methods', 'fixed_split_plugin:run_embedded', '--protocol', 'val'])
+    job.parse_args(['--methods', 'fixed_split_plugin:run_embedded'])
+
+
+@pytest.mark.parametrize('protocol,train,test,fit', [
+    ('test', 'trainval', 'test', ('train', 'val')), ('val', 'train', 'val', ('train',))])
+def test_protocol_sets_the_splits_and_the_lpft_fit(protocol, train, test, fit):
+    from projects.core.engine.protocol import apply_protocol
+    cfg = apply_protocol(Config.fromfile(osp.join(methods.CONFIG_DIR, methods.METHODS['lora'])),
+                         protocol)
+    assert cfg.train_dataloader.dataset.split == train
+    assert cfg.test_dataloader.dataset.split == test
+    hooks = [h for h in cfg.custom_hooks if h['type'] == 'LinearProbeInitHook']
+    assert len(hooks) == 1 and tuple(hooks[0]['fit_splits']) == fit
+    with pytest.raises(ValueError, match='protocol'):
+        apply_protocol(cfg, 'train')
 
 
 def test_default_merging_rows_are_the_recipe_stretched_to_10_epochs():
@@ -365,3 +389,43 @@ def test_tiny_run_table_aggregates_seeds_and_the_plot_holds_every_row(tiny_run):
         assert (x, y) == pytest.approx((saved['rows'][name]['img_per_s'],
                                         saved['rows'][name]['acc']))
     assert osp.getsize(osp.join(work, 'table_test_acc-vs-throughput.png')) > 1000
+
+
+def test_dyt_rows_get_their_columns_and_the_table_prints_them():
+    """A DyT row reports what eval ran beside what training targeted, and the complete
+    model's accuracy (from projects/dyt/report.py); other rows get no such columns."""
+    from types import SimpleNamespace
+
+    from mmengine.registry import DefaultScope
+    from mmpretrain.registry import MODELS
+    from mmpretrain.structures import DataSample
+
+    from embedded import report
+    from projects.dyt.report import dyt_report
+    tiny = dict(embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=64)
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        model = MODELS.build(dict(
+            type='DyTImageClassifier',
+            data_preprocessor=dict(type='ClsDataPreprocessor', num_classes=3),
+            backbone=dict(type='ComposableViT', arch=tiny, img_size=32, patch_size=8,
+                          block_cfg=dict(mlp_gate=dict(type='DyTDispatcher', bias_init=0.3)),
+                          aux_losses=[dict(type='TokenRateLoss', target=0.4)]),
+            head=dict(type='LinearClsHead', num_classes=3, in_channels=32)))
+    gen = torch.Generator().manual_seed(0)
+    loader = [dict(inputs=[torch.randint(0, 256, (3, 32, 32), generator=gen,
+                                         dtype=torch.uint8) for _ in range(4)],
+                   data_samples=[DataSample().set_gt_label(i % 3) for i in range(4)])]
+    res = dict(model=model, runner=SimpleNamespace(test_dataloader=loader))
+    cols = job.dyt_columns(res)
+    ref = dyt_report(model, loader)
+    assert cols == dict(eval_keep=ref['eval_mlp_keep_rate'], train_rate=0.4,
+                        train_rate_expected=ref['train_rate_expected'],
+                        complete_acc=ref['complete_top1'])
+    plain = dict(model=SimpleNamespace(backbone=SimpleNamespace(blocks=[])), runner=None)
+    assert job.dyt_columns(plain) == {}
+    row = dict(acc=80.0, acc_std=0.0, img_per_s=10.0, gflops=1.0, mlp_tokens=0.5,
+               trainable=1, minutes=1.0)
+    lines = report.format_table({'linear-probe': row, 'dyt': dict(row, **cols)}, 't',
+                                'linear-probe')
+    assert len(lines) == 5 and lines[-1].startswith('  dyt: eval MLP keep')
+    assert f'{cols["complete_acc"]:.2f} %' in lines[-1] and '40.0%' in lines[-1]

@@ -15,6 +15,7 @@ control resumes from the same checkpoint without its RNG states and must *not*
 match, which shows the comparison can fail.
 """
 import os.path as osp
+import re
 import subprocess
 import sys
 
@@ -101,3 +102,119 @@ def test_weights_only_load_fails_without_projects(resume_runs, tools):
     assert result.returncode != 0
     assert 'Weights only load failed' in result.stderr
     assert 'HistoryBuffer' in result.stderr or 'numpy' in result.stderr
+
+
+# ------------------------------------------------------- adapter-only checkpoints
+# LoRA on the frozen tiny ViT, its base a pretrained-checkpoint file; checkpoints of the
+# same seeded run written full and adapter-only (AdapterCheckpointHook), and the
+# adapter-only run interrupted after epoch 1 and resumed with tools/train.py --resume.
+ADAPTER_CFG = """_base_ = [{cls_cfg!r}]
+model = dict(backbone=dict(frozen=True, lora_cfg=dict(rank=2, alpha=2),
+                           init_cfg=dict(type='Pretrained', checkpoint={base!r})))
+train_cfg = dict(max_epochs=2)
+param_scheduler = [dict(type='CosineAnnealingLR', T_max=2, by_epoch=True, begin=0, end=2)]
+default_hooks = dict(checkpoint=dict(type='AdapterCheckpointHook', interval=1,
+                                     max_keep_ckpts=-1, save_mode={mode!r}))
+"""
+
+
+def _load_tool(tools, name: str):
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(f'mmadapt_resume_{name[:-3]}',
+                                                  osp.join(tools.TOOLS, name))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def write_adapter_configs(root, tools) -> dict:
+    """A base checkpoint and the LoRA config over it, saving adapter-only or full."""
+    from projects.vit import ComposableViT
+    torch.manual_seed(0)
+    vit = ComposableViT(arch=dict(embed_dims=32, num_layers=2, num_heads=2,
+                                  feedforward_channels=64), img_size=56, patch_size=8)
+    with torch.no_grad():
+        for p in vit.parameters():
+            p.normal_(std=0.1)
+    base = osp.join(root, 'base.pth')
+    torch.save({'state_dict': vit.state_dict()}, base)
+    out = dict(base=base)
+    for mode in ('adapter', 'full'):
+        out[mode] = osp.join(root, f'lora_{mode}.py')
+        with open(out[mode], 'w') as f:
+            f.write(ADAPTER_CFG.format(cls_cfg=tools.CLS_CFG, base=base, mode=mode))
+    return out
+
+
+@pytest.fixture(scope='module')
+def adapter_runs(data_root, tools, tmp_path_factory):
+    import os
+    import shutil
+    root = str(tmp_path_factory.mktemp('adapter_runs'))
+    cfgs = write_adapter_configs(root, tools)
+    train = _load_tool(tools, 'train.py')
+    runs = {name: osp.join(root, name) for name in ('adapter', 'full', 'cut')}
+    cwd = os.getcwd()
+    os.chdir(data_root)  # the configs' relative data_root
+    try:
+        train.main([cfgs['adapter'], '--work-dir', runs['adapter']])
+        train.main([cfgs['full'], '--work-dir', runs['full']])
+        shutil.copytree(runs['adapter'], runs['cut'],
+                        ignore=shutil.ignore_patterns('epoch_2.pth', 'last_checkpoint'))
+        train.main([cfgs['adapter'], '--work-dir', runs['cut'], '--resume',
+                    osp.join(runs['cut'], 'epoch_1.pth')])
+    finally:
+        os.chdir(cwd)
+    return dict(base=cfgs['base'], cfg=cfgs, **runs)
+
+
+def test_adapter_only_checkpoint_plus_base_is_the_full_checkpoint(adapter_runs, tools):
+    from projects.core.checkpoint.adapter_only import META_KEY
+    adapter = tools.load_ckpt(osp.join(adapter_runs['adapter'], 'epoch_2.pth'))
+    full = tools.load_ckpt(osp.join(adapter_runs['full'], 'epoch_2.pth'))
+    base = tools.load_ckpt(adapter_runs['base'])['state_dict']
+    record = adapter['meta'][META_KEY]
+    assert record['base_sources'] == [dict(module='backbone',
+                                           checkpoint=adapter_runs['base'])]
+    assert META_KEY not in full['meta']
+    saved = adapter['state_dict']
+    assert set(saved) == {k for k in full['state_dict']
+                          if not k.startswith('backbone.') or '.lora_' in k}
+    assert len(saved) + record['base_keys'] == len(full['state_dict'])
+    # the adapter tensors + the base file's tensors == the full checkpoint, bit for bit
+    for key, value in full['state_dict'].items():
+        part = saved[key] if key in saved else base[key[len('backbone.'):]]
+        assert torch.equal(part, value), key
+    for idx, moments in full['optimizer']['state'].items():
+        for name, value in moments.items():
+            assert torch.equal(value, adapter['optimizer']['state'][idx][name]), (idx, name)
+
+
+def test_resume_from_adapter_only_checkpoint_is_exact(adapter_runs, tools):
+    done = tools.load_ckpt(osp.join(adapter_runs['adapter'], 'epoch_2.pth'))
+    resumed = tools.load_ckpt(osp.join(adapter_runs['cut'], 'epoch_2.pth'))
+    assert done['state_dict'].keys() == resumed['state_dict'].keys()
+    for key, value in done['state_dict'].items():
+        assert torch.equal(value, resumed['state_dict'][key]), key
+    assert done['optimizer']['state'].keys() == resumed['optimizer']['state'].keys()
+    for idx, moments in done['optimizer']['state'].items():
+        for name, value in moments.items():
+            assert torch.equal(value, resumed['optimizer']['state'][idx][name]), (idx, name)
+    # the resumed run did train (the epoch-1 adapter differs from the epoch-2 one)
+    first = tools.load_ckpt(osp.join(adapter_runs['cut'], 'epoch_1.pth'))['state_dict']
+    assert any(not torch.equal(v, first[k]) for k, v in resumed['state_dict'].items())
+
+
+def test_resume_of_adapter_only_refuses_another_base(adapter_runs, tools, tmp_path, data_root,
+                                                     monkeypatch):
+    other = tmp_path / 'other_base.pth'
+    state = tools.load_ckpt(adapter_runs['base'])['state_dict']
+    torch.save({'state_dict': {k: v + 1e-3 for k, v in state.items()}}, other)
+    train = _load_tool(tools, 'train.py')
+    ckpt = osp.join(adapter_runs['cut'], 'epoch_1.pth')
+    monkeypatch.chdir(data_root)
+    with pytest.raises(SystemExit, match=rf'error: {re.escape(ckpt)} is an adapter-only '
+                       rf'checkpoint trained on the base .*{re.escape(adapter_runs["base"])} .*'
+                       rf'this config loads .*{re.escape(str(other))}, whose tensors differ'):
+        train.main([adapter_runs['cfg']['adapter'], '--work-dir', str(tmp_path / 'w'), '--resume',
+                    ckpt, '--cfg-options', f'model.backbone.init_cfg.checkpoint={other}'])

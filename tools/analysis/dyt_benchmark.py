@@ -4,6 +4,10 @@ trained checkpoint), and optionally DyT + ToMe. Prints images/s, the GFLOPs of w
 really ran (MLPs on the active tokens only, adapters and dispatchers included) and how
 much of the FLOPs ratio the measured speed-up realises.
 
+The batch is real images of the config's test split by default (--images): the rate a
+dispatcher is set to is a share of the decisions on this batch, and noise or one
+repeated image would make every image's active-token count the same.
+
 Example (the DyT target: ViT-B/16, 224 px, batch 32, r = 0.5):
     python tools/analysis/dyt_benchmark.py \\
         configs/dyt/vtab1k/dyt-mlp-r0.5_vit-b16_1xb64-100e_vtab1k-cifar-224px.py \\
@@ -15,16 +19,19 @@ import sys
 from typing import List
 
 import torch
-from mmengine.config import Config
-from mmengine.runner import load_checkpoint
+from mmengine.config import Config, DictAction
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
 import projects  # noqa: E402,F401
 from projects.core.analysis.benchmark import measure_interleaved  # noqa: E402
-from projects.core.engine.model_builder import build_model_from_cfg  # noqa: E402
+from projects.core.analysis.loading import (add_image_arg, build_model, image_hw,  # noqa: E402
+                                            input_images, load_config, load_weights)
+from projects.core.analysis.macs import executed_macs  # noqa: E402
+from projects.core.analysis.protocol import check_amp, dtype_name, under_amp  # noqa: E402
+from projects.core.analysis.report import (make_report, print_table, ratio,  # noqa: E402
+                                           write_report)
 from projects.dyt.calibrate import calibrate_rate  # noqa: E402
-from projects.pyra.flops import executed_macs  # noqa: E402
 
 
 def parse_args(argv: List[str] = None) -> argparse.Namespace:
@@ -44,7 +51,19 @@ def parse_args(argv: List[str] = None) -> argparse.Namespace:
     p.add_argument('--batch-size', type=int, default=32)
     p.add_argument('--warmup', type=int, default=2)
     p.add_argument('--repeats', type=int, default=5)
-    return p.parse_args(argv)
+    p.add_argument('--threads', type=int, default=None, help='torch.set_num_threads')
+    add_image_arg(p)
+    p.add_argument('--amp', choices=['bf16', 'fp16'], default=None,
+                   help='time under autocast (bf16 on CPU)')
+    p.add_argument('--cfg-options', nargs='+', action=DictAction,
+                   help='override settings of the config')
+    p.add_argument('--json', help='also write the results here (schema mmadapt-analysis)')
+    args = p.parse_args(argv)
+    try:
+        check_amp(args.amp, 'cpu')
+    except ValueError as err:
+        p.error(str(err))
+    return args
 
 
 # block_cfg updates that turn an MLP-dispatch config into each variant
@@ -58,18 +77,18 @@ DISPATCH = {
 
 def _build(cfg: Config, **backbone):
     cfg = Config(cfg.to_dict())  # a copy
-    cfg.model.backbone.pop('init_cfg', None)  # speed does not depend on weights
     cfg.model.backbone.update(backbone)
-    return build_model_from_cfg(cfg, scopes=('mmpretrain',)).eval()
+    return build_model(cfg, scopes=('mmpretrain',))  # random weights
 
 
-def main(argv: List[str] = None) -> None:
+def main(argv: List[str] = None) -> dict:
     args = parse_args(argv)
-    cfg = Config.fromfile(args.config)
-    hw = cfg.model.backbone.get('img_size', 224)
-    hw = (hw, hw) if isinstance(hw, int) else tuple(hw)
-    x = torch.randn(args.batch_size, 3, *hw)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    cfg = load_config(args.config, args.cfg_options)
+    hw = image_hw(cfg.model.backbone.get('img_size', 224))
     models = {'plain ViT': _build(cfg, block_cfg=None, aux_losses=[], lora_cfg=None)}
+    x = input_images(cfg, models['plain ViT'], args.batch_size, hw, args.images)
     variants = {}
     for kind in args.dispatch:
         block_cfg = dict(cfg.model.backbone.block_cfg, **DISPATCH[kind])
@@ -83,26 +102,36 @@ def main(argv: List[str] = None) -> None:
     for name, override in variants.items():
         model = _build(cfg, **override)
         if args.checkpoint:
-            load_checkpoint(model, args.checkpoint, map_location='cpu')
+            load_weights(model, args.checkpoint, strict=False)
             name = name.replace(f'r={args.rate}', 'trained')
         else:
             calibrate_rate(model.backbone, x, args.rate)
         models[name] = model
-    flops = {n: executed_macs(m.backbone, x) / 1e9 for n, m in models.items()}
-    for name, model in models.items():
-        print(f'built {name}: {flops[name]:.2f} GFLOPs/img executed', flush=True)
-    fns = {n: m.backbone for n, m in models.items()}
+    macs = {n: executed_macs(m.backbone, x) for n, m in models.items()}
+    for name in models:
+        print(f'built {name}: {macs[name] / 1e9:.2f} GFLOPs/img executed', flush=True)
+    fns = {n: under_amp(m.backbone, args.amp) for n, m in models.items()}
     stats = measure_interleaved(fns, x, args.warmup, args.repeats)
     base = 'plain ViT'
-    print(f'\nbatch {args.batch_size}, backbone, {torch.get_num_threads()} threads, '
-          f'median of {args.repeats} interleaved repeats after {args.warmup} warm-up')
-    print(f'{"model":<34} {"img/s":>8} {"speed-up":>9} {"GFLOPs":>8} {"FLOPs ratio":>12} '
-          f'{"speed/FLOPs":>12}')
+    rows = []
     for name in models:
         speed = stats[name]['images_per_s'] / stats[base]['images_per_s']
-        ratio = flops[base] / flops[name]
-        print(f'{name:<34} {stats[name]["images_per_s"]:>8.2f} {speed:>8.2f}x '
-              f'{flops[name]:>8.2f} {ratio:>11.2f}x {speed / ratio:>11.2f}')
+        flops_ratio = macs[base] / macs[name]
+        rows.append(dict(model=name, macs=macs[name], gflops=macs[name] / 1e9,
+                         flops_ratio=flops_ratio, images_per_s=stats[name]['images_per_s'],
+                         speed_up=speed, realised=speed / flops_ratio))
+    print(f'\nbatch {args.batch_size}, backbone, {torch.get_num_threads()} threads, '
+          f'median of {args.repeats} interleaved repeats after {args.warmup} warm-up, '
+          f'{args.images} images, {dtype_name(args.amp)}')
+    print_table(rows, [('model', 'model', 's'), ('images_per_s', 'img/s', '.2f'),
+                       ('speed_up', 'speed-up', ratio()), ('gflops', 'GFLOPs', '.2f'),
+                       ('flops_ratio', 'FLOPs ratio', ratio()),
+                       ('realised', 'speed/FLOPs', '.2f')])
+    report = make_report('dyt_benchmark', rows, config=args.config, batch=args.batch_size,
+                         dtype=dtype_name(args.amp), images=args.images, rate=args.rate,
+                         checkpoint=args.checkpoint, warmup=args.warmup, repeats=args.repeats)
+    write_report(report, args.json)
+    return report
 
 
 if __name__ == '__main__':

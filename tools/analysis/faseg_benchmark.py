@@ -9,11 +9,15 @@ in tests/test_faseg/test_hrca.py). Default omega=32 is the thesis' k = floor(HW/
   the thesis, like fvcore, counts multiply-adds, so divide by 2 to compare). The
   deformable-attention op of the pixel decoder is an mmcv extension the counter does
   not see; it is the same on both sides.
-* Peak memory on CPU: every measurement runs in a fresh subprocess; the number is the
+* Peak memory on CPU: every measurement runs in a fresh subprocess
+  (``projects.core.analysis.worker``); the number is the
   increase of the process' peak resident set size (``VmHWM``, reset right before;
   projects/core/analysis/memory.py says why not ``ru_maxrss``) during the measured forward +
   backward over the resident size just before it, i.e. what the step itself
   needed at its high-water mark (allocator caching included).
+
+--json (or --out) writes an mmadapt-analysis report: one row per side, and the old
+``args`` / ``results`` keys.
 
 Example (the thesis setting: R50, 512 x 512; it used batch 4 on a GPU):
     python tools/analysis/faseg_benchmark.py --size 512 --batch 2
@@ -21,7 +25,6 @@ Example (the thesis setting: R50, 512 x 512; it used batch 4 on a GPU):
 import argparse
 import json
 import os.path as osp
-import subprocess
 import sys
 from typing import Dict, List, Optional
 
@@ -29,7 +32,8 @@ ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from projects.core.analysis.memory import peak_rss_mb, reset_peak_rss, rss_mb  # noqa: E402
+from projects.core.analysis.macs import counter_flops  # noqa: E402
+from projects.core.analysis.memory import PeakSection  # noqa: E402
 
 DEFAULT_CONFIG = osp.join(ROOT, 'configs', 'faseg', 'faseg_r50_8xb2-160k_ade20k-512x512.py')
 
@@ -43,16 +47,12 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument('--batch', type=int, default=2, help='images per step')
     p.add_argument('--omega', type=float, default=32., help='HRCA k = floor(HW_1/32 / omega)')
     p.add_argument('--part', choices=['layer', 'step', 'both'], default='both')
-    p.add_argument('--out', help='also write the results as JSON here')
+    p.add_argument('--out', '--json', dest='out', help='also write the results as JSON here')
+    p.add_argument('--inline', action='store_true',
+                   help='measure in this process instead of a fresh one per measurement '
+                   '(tests; the memory numbers then include what earlier ones left)')
     p.add_argument('--worker', help=argparse.SUPPRESS)  # internal: one measurement
     return p.parse_args(argv)
-
-
-def _count_flops(fn) -> float:
-    from torch.utils.flop_counter import FlopCounterMode
-    with FlopCounterMode(display=False) as counter:
-        fn()
-    return counter.get_total_flops()
 
 
 def measure_layer(size: int, batch: int, omega: float) -> Dict[str, float]:
@@ -93,12 +93,11 @@ def measure_layer(size: int, batch: int, omega: float) -> Dict[str, float]:
         return out
 
     result = dict(num_keys=keys.shape[1],
-                  cross_attn_gflops=_count_flops(cross_only) / 1e9,
-                  layer_gflops=_count_flops(full_layer) / 1e9)
-    reset_peak_rss()
-    base = rss_mb()
-    full_layer().sum().backward()
-    result['layer_train_peak_mb'] = peak_rss_mb() - base
+                  cross_attn_gflops=counter_flops(cross_only) / 1e9,
+                  layer_gflops=counter_flops(full_layer) / 1e9)
+    with PeakSection() as section:
+        full_layer().sum().backward()
+    result['layer_train_peak_mb'] = section.added_mb
     return result
 
 
@@ -110,10 +109,10 @@ def measure_step(config: str, size: int, batch: int, omega: float) -> Dict[str, 
     from mmseg.structures import SegDataSample
 
     import projects.faseg  # noqa: F401
+    from projects.core.analysis.loading import drop_init_cfg
     from projects.core.engine.model_builder import build_model_from_cfg
     torch.manual_seed(0)
-    cfg = Config.fromfile(config)
-    cfg.model.backbone.pop('init_cfg', None)
+    cfg = drop_init_cfg(Config.fromfile(config))
     cfg.model.decode_head.hrca_omega = omega
     model = build_model_from_cfg(cfg).train()
     num_classes = cfg.model.decode_head.num_classes
@@ -132,12 +131,10 @@ def measure_step(config: str, size: int, batch: int, omega: float) -> Dict[str, 
         sum(v for k, v in losses.items() if 'loss' in k).backward()
         model.zero_grad(set_to_none=True)
 
-    reset_peak_rss()
-    base = rss_mb()
-    step()
-    peak = peak_rss_mb() - base
-    flops = _count_flops(step) / 1e9
-    return dict(step_train_peak_mb=peak, step_gflops=flops)
+    with PeakSection() as section:
+        step()
+    flops = counter_flops(step) / 1e9
+    return dict(step_train_peak_mb=section.added_mb, step_gflops=flops)
 
 
 def _run_worker(args: argparse.Namespace) -> None:
@@ -150,13 +147,13 @@ def _run_worker(args: argparse.Namespace) -> None:
 
 
 def _spawn(args: argparse.Namespace, part: str, omega: float) -> Dict[str, float]:
-    cmd = [sys.executable, osp.abspath(__file__), '--worker', f'{part}:{omega}',
-           '--config', args.config, '--size', str(args.size), '--batch', str(args.batch)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith('RESULT ')]
-    if proc.returncode or not lines:
-        raise RuntimeError(f'{part} measurement failed:\n{proc.stderr[-3000:]}')
-    return json.loads(lines[-1][len('RESULT '):])
+    from projects.core.analysis.worker import run_in_child
+    if part == 'layer':
+        target, kwargs = 'measure_layer', dict(size=args.size, batch=args.batch, omega=omega)
+    else:
+        target, kwargs = 'measure_step', dict(config=osp.abspath(args.config), size=args.size,
+                                              batch=args.batch, omega=omega)
+    return run_in_child(f'{osp.abspath(__file__)}:{target}', kwargs, inline=args.inline)
 
 
 def main(argv: Optional[List[str]] = None) -> Dict[str, Dict[str, float]]:
@@ -169,15 +166,18 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Dict[str, float]]:
     for part in parts:
         for name, omega in (('full', 1.0), ('hrca', args.omega)):
             results.setdefault(name, {}).update(_spawn(args, part, omega))
+    from projects.core.analysis.report import make_report, print_table, ratio, write_report
     full, hrca = results['full'], results['hrca']
-    print(f'input {args.size}x{args.size}, batch {args.batch}, HRCA omega {args.omega:g}')
-    print(f'{"metric":28s} {"full 1/4":>12s} {"HRCA":>12s} {"ratio":>8s}')
-    for key in full:
-        ratio = full[key] / hrca[key] if hrca[key] else float('inf')
-        print(f'{key:28s} {full[key]:12.3f} {hrca[key]:12.3f} {ratio:7.2f}x')
-    if args.out:
-        with open(args.out, 'w') as f:
-            json.dump(dict(args=vars(args), results=results), f, indent=2)
+    table = [dict(metric=key, full=full[key], hrca=hrca[key],
+                  ratio=full[key] / hrca[key] if hrca[key] else float('inf')) for key in full]
+    print_table(table, [('metric', 'metric', 's'), ('full', 'full 1/4', '.3f'),
+                        ('hrca', 'HRCA', '.3f'), ('ratio', 'ratio', ratio())],
+                title=f'input {args.size}x{args.size}, batch {args.batch}, HRCA omega '
+                f'{args.omega:g}')
+    report = make_report('faseg_benchmark', [dict(side=k, **v) for k, v in results.items()],
+                         config=args.config, batch=args.batch, images='random',
+                         args=vars(args), results=results)
+    write_report(report, args.out)
     return results
 
 

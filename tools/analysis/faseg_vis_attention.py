@@ -7,7 +7,8 @@ positional queries) and once with ``with_dfpq=True``, loads the matching checkpo
 ``--cfg-options model.decode_head.with_dfpq=False``), runs the image, and for the
 most confident queries draws the head-averaged cross-attention of the last decoder
 layers of each feature level (HRCA layers attend to a token subset and are skipped),
-normalised per map and laid over the image.
+normalised per map and laid over the image. Without checkpoints the weights are random
+(seeded by --seed); --json writes the queries shown and their scores.
 
 Example (the tiny embedded-set config):
     python tools/analysis/faseg_vis_attention.py \
@@ -19,7 +20,6 @@ import os.path as osp
 import sys
 from typing import List, Optional
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -43,23 +43,26 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument('--num-layers', type=int, default=3,
                    help='last N standard decoder layers shown')
     p.add_argument('--out', default='faseg_attention.png')
+    p.add_argument('--seed', type=int, default=0, help='of the random weights without a '
+                   'checkpoint')
+    p.add_argument('--json', help='also write the shown queries here (schema '
+                   'mmadapt-analysis)')
     return p.parse_args(argv)
 
 
-def _load_model(cfg, with_dfpq: bool, checkpoint: Optional[str]):
-    from mmengine.runner import load_checkpoint
-
+def _load_model(cfg, with_dfpq: bool, checkpoint: Optional[str], seed: int = 0):
+    from projects.core.analysis.loading import drop_init_cfg, init_weights, load_weights
     from projects.core.engine.model_builder import build_model_from_cfg
-    cfg = cfg.copy()
+    cfg = drop_init_cfg(cfg)
     cfg.model.decode_head.with_dfpq = with_dfpq
-    cfg.model.backbone.pop('init_cfg', None)
+    torch.manual_seed(seed)
     model = build_model_from_cfg(cfg)
     if checkpoint:
-        ckpt = load_checkpoint(model, checkpoint, map_location='cpu', strict=True)
+        ckpt = load_weights(model, checkpoint, strict=True)
         model.dataset_meta = ckpt.get('meta', {}).get('dataset_meta', None)
     else:
         print(f'warning: no checkpoint for with_dfpq={with_dfpq}: random weights')
-        model.init_weights()
+        init_weights(model)
     return model.eval()
 
 
@@ -114,12 +117,13 @@ def main(argv: Optional[List[str]] = None) -> str:
                         if t['type'] != 'LoadAnnotations'])
     data = pseudo_collate([pipeline(dict(img_path=args.img))])
     image = data['inputs'][0].permute(1, 2, 0).numpy()[..., ::-1]  # BGR -> RGB
-    rows = []
+    rows, shown = [], []
     for name, dfpq, ckpt in (('learnable', False, args.checkpoint_learnable),
                              ('DFPQ', True, args.checkpoint_dfpq)):
-        model = _load_model(cfg, dfpq, ckpt)
+        model = _load_model(cfg, dfpq, ckpt, args.seed)
         titles, maps, names = attention_maps(model, data, args.num_queries, args.num_layers)
         rows += [(f'{name}: {t}', m, names) for t, m in zip(titles, maps)]
+        shown += [dict(model=name, query=t, layers=names) for t in titles]
     ncols = args.num_layers + 1
     fig, axes = plt.subplots(len(rows), ncols, figsize=(2.2 * ncols, 2.2 * len(rows)),
                              squeeze=False)
@@ -138,6 +142,9 @@ def main(argv: Optional[List[str]] = None) -> str:
     fig.tight_layout()
     fig.savefig(args.out, dpi=120)
     print(f'saved {args.out}')
+    from projects.core.analysis.report import make_report, write_report
+    write_report(make_report('faseg_vis_attention', shown, config=args.config, batch=1,
+                             images=args.img, seed=args.seed, picture=args.out), args.json)
     return args.out
 
 

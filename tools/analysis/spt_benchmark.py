@@ -13,6 +13,9 @@
    right before training (model built, weights loaded, batch in memory); we also
    report the exact bytes of trainable parameters + gradients + Adam moments.
 
+--out (or --json) writes an mmadapt-analysis report: one row per training variant, and
+the keys of before (times, ratio, budget, allocation_cost, memory).
+
 Example (the embedded default)::
 
     python tools/analysis/spt_benchmark.py \
@@ -22,9 +25,7 @@ Example (the embedded default)::
 import argparse
 import copy
 import json
-import os
 import os.path as osp
-import subprocess
 import sys
 import tempfile
 import time
@@ -39,7 +40,10 @@ from mmengine.registry import DATASETS, FUNCTIONS, init_default_scope  # noqa: E
 
 import projects  # noqa: E402,F401
 import projects.spt  # noqa: E402,F401
-from projects.core.analysis.memory import peak_rss_mb, reset_peak_rss, rss_mb  # noqa: E402
+from projects.core.analysis.loading import load_config as load_cfg  # noqa: E402
+from projects.core.analysis.memory import PeakSection  # noqa: E402
+from projects.core.analysis.report import make_report, print_table, write_report  # noqa: E402
+from projects.core.analysis.worker import run_in_child  # noqa: E402
 from projects.core.engine.model_builder import build_model_from_cfg  # noqa: E402
 from projects.spt.allocation import allocate  # noqa: E402
 from projects.spt.cache import make_key, save_allocation  # noqa: E402
@@ -51,14 +55,18 @@ from projects.spt.units import (backbone_units, scored_params,  # noqa: E402
                                  scores_per_unit)
 
 
+def parse_options(options) -> dict:
+    """``key=value`` strings -> the dict tools/train.py's ``--cfg-options`` makes."""
+    if not options:
+        return {}
+    action = DictAction(option_strings=['--cfg-options'], dest='cfg_options')
+    parsed = argparse.Namespace()
+    action(None, parsed, list(options))
+    return parsed.cfg_options
+
+
 def load_config(args) -> Config:
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options:
-        options = DictAction(option_strings=['--cfg-options'], dest='cfg_options')
-        parsed = argparse.Namespace()
-        options(None, parsed, args.cfg_options)  # the key=value parser of tools/train.py
-        cfg.merge_from_dict(parsed.cfg_options)
-    return cfg
+    return load_cfg(args.config, parse_options(args.cfg_options))
 
 
 def load_batches(cfg, num_samples, batch_size):
@@ -133,54 +141,48 @@ def lora_parameter_count(model) -> int:
                if 'lora' in n and p.requires_grad)
 
 
-def memory_worker(args):
-    """Fresh process: build one variant, train ``steps`` steps, print JSON."""
-    cfg = load_config(args)
-    if args.variant == 'lora':
-        cfg = lora_cfg_of(cfg, args.lora_rank)
+def train_variant(config: str, cfg_options, variant: str, lora_rank: int,
+                  allocation, batch_size: int, steps: int) -> dict:
+    """Worker (run in a fresh process): build one variant, train ``steps`` steps."""
+    torch.manual_seed(0)
+    cfg = load_cfg(config, parse_options(cfg_options))
+    if variant == 'lora':
+        cfg = lora_cfg_of(cfg, lora_rank)
     else:
-        cfg.model.backbone.spt_cfg.allocation = args.allocation
+        cfg.model.backbone.spt_cfg.allocation = allocation
     model = build_model_from_cfg(cfg)
     model.init_weights()
     model.train()
-    batch = load_batches(cfg, args.batch_size, args.batch_size)[0]
+    batch = load_batches(cfg, batch_size, batch_size)[0]
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-3, weight_decay=1e-4)
     backbone_trainable = sum(p.numel() for p in model.backbone.parameters() if p.requires_grad)
-    reset_peak_rss()
-    before = rss_mb()
-    t = time.perf_counter()
-    for _ in range(args.steps):
-        opt.zero_grad(set_to_none=True)
-        loss, _ = data_loss(model, batch)
-        loss.backward()
-        opt.step()
-    seconds = (time.perf_counter() - t) / args.steps
-    peak = peak_rss_mb()
+    with PeakSection() as section:
+        t = time.perf_counter()
+        for _ in range(steps):
+            opt.zero_grad(set_to_none=True)
+            loss, _ = data_loss(model, batch)
+            loss.backward()
+            opt.step()
+        seconds = (time.perf_counter() - t) / steps
     n = sum(p.numel() for p in params)
-    print('RESULT ' + json.dumps(dict(
-        variant=args.variant, backbone_trainable=backbone_trainable, trainable=n,
-        state_bytes=16 * n, rss_before_mb=before, peak_rss_mb=peak,
-        train_peak_delta_mb=peak - before, seconds_per_step=seconds)))
+    return dict(variant=variant, backbone_trainable=backbone_trainable, trainable=n,
+                state_bytes=16 * n, rss_before_mb=section.start_mb,
+                peak_rss_mb=section.peak_mb, train_peak_delta_mb=section.added_mb,
+                seconds_per_step=seconds)
 
 
 def run_worker(args, variant, allocation=None):
-    cmd = [sys.executable, __file__, args.config, '--worker', variant, '--steps',
-           str(args.steps), '--batch-size', str(args.batch_size), '--lora-rank',
-           str(args.lora_rank)]
-    if args.cfg_options:
-        cmd += ['--cfg-options', *args.cfg_options]
-    if allocation:
-        cmd += ['--allocation', allocation]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    lines = [ln for ln in out.stdout.splitlines() if ln.startswith('RESULT ')]
-    if out.returncode or not lines:
-        raise RuntimeError(f'{variant} worker failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}')
-    return json.loads(lines[-1][len('RESULT '):])
+    return run_in_child(f'{osp.abspath(__file__)}:train_variant', dict(
+        config=osp.abspath(args.config), cfg_options=args.cfg_options, variant=variant,
+        lora_rank=args.lora_rank, allocation=allocation, batch_size=args.batch_size,
+        steps=args.steps), inline=args.inline)
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description='SPT sensitivity time and memory benchmark')
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog=__doc__.split('\n\n', 1)[1])
     parser.add_argument('config', help='an SPT config (SPTViT or SPTSwin backbone)')
     parser.add_argument('--num-samples', type=int, default=64, help='C')
     parser.add_argument('--batch-size', type=int, default=32)
@@ -188,16 +190,20 @@ def main(argv=None):
     parser.add_argument('--steps', type=int, default=3, help='training steps per variant')
     parser.add_argument('--lora-rank', type=int, default=4,
                         help='rank of the q/k/v LoRA baseline; its size is the SPT budget')
-    parser.add_argument('--out', help='write the results as JSON')
+    parser.add_argument('--out', '--json', dest='out', help='write the results as JSON')
+    parser.add_argument('--inline', action='store_true',
+                        help='train the variants in this process, not in a fresh one each '
+                        '(tests; the memory numbers then include what came before)')
     parser.add_argument('--cfg-options', nargs='+', default=[],
                         help='override config settings (key=value), as in tools/train.py')
     parser.add_argument('--worker', help=argparse.SUPPRESS)
     parser.add_argument('--allocation', help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.worker:
-        torch.manual_seed(0)
-        args.variant = args.worker
-        return memory_worker(args)
+    if args.worker:  # the old internal entry point: one variant, a RESULT line
+        out = train_variant(args.config, args.cfg_options, args.worker, args.lora_rank,
+                            args.allocation, args.batch_size, args.steps)
+        print('RESULT ' + json.dumps(out))
+        return out
 
     torch.manual_seed(0)  # the head is new: fixed init, reproducible scores
     cfg = load_config(args)
@@ -222,18 +228,16 @@ def main(argv=None):
         path = osp.join(tmp, 'alloc.pth')
         save_allocation(path, alloc)
         mem = {'lora': run_worker(args, 'lora'), 'spt': run_worker(args, 'spt', path)}
-    for v in mem.values():
-        print(f"{v['variant']:>4}: backbone trainable {v['backbone_trainable']:,}, "
-              f"param+grad+Adam state {v['state_bytes'] / 2**20:.2f} MiB, training peak "
-              f"RSS over pre-training RSS {v['train_peak_delta_mb']:.0f} MiB "
-              f"(peak {v['peak_rss_mb']:.0f} MiB), {v['seconds_per_step']:.2f} s/step")
-    result = dict(config=args.config, num_samples=args.num_samples,
-                  batch_size=args.batch_size, times=times, ratio=ratio, budget=budget,
-                  allocation_cost=alloc['cost'], memory=mem)
-    if args.out:
-        os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
-        with open(args.out, 'w') as f:
-            json.dump(result, f, indent=1)
+    print_table(list(mem.values()), [
+        ('variant', 'variant', 's'), ('backbone_trainable', 'backbone trainable', ','),
+        ('state_bytes', 'param+grad+Adam MiB', lambda v: f'{v / 2**20:.2f}'),
+        ('train_peak_delta_mb', 'training peak over start MiB', '.0f'),
+        ('peak_rss_mb', 'peak MiB', '.0f'), ('seconds_per_step', 's/step', '.2f')])
+    result = make_report('spt_benchmark', list(mem.values()), config=args.config,
+                         batch=args.batch_size, images='real', num_samples=args.num_samples,
+                         batch_size=args.batch_size, times=times, ratio=ratio, budget=budget,
+                         allocation_cost=alloc['cost'], memory=mem)
+    write_report(result, args.out)
     return result
 
 

@@ -23,6 +23,7 @@ import matplotlib  # noqa: E402
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402
 
+from projects.core.analysis.report import make_report, write_report  # noqa: E402
 from projects.spt.cache import load_allocation  # noqa: E402
 from projects.spt.units import MATRIX_TYPES  # noqa: E402
 
@@ -87,11 +88,14 @@ def plot(alloc: dict, out: str, title: str = '') -> None:
     plt.close(fig)
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog=__doc__.split('\n\n', 1)[1])
     parser.add_argument('allocation', help='SPT allocation cache (.pth)')
     parser.add_argument('--out', default='spt_allocation.png', help='output PNG')
     parser.add_argument('--title', default='')
+    parser.add_argument('--json', help='also write the shares here (schema mmadapt-analysis)')
     args = parser.parse_args(argv)
     alloc = load_allocation(args.allocation)
     plot(alloc, args.out, args.title)
@@ -100,6 +104,12 @@ def main(argv=None):
         print(f'{op:>5}: ' + ' '.join(f'{s:5.2f}' for s in share[op]))
     print(f'structured: {sorted(structured)}')
     print(f'saved {args.out}')
+    rows = [dict(op=op, shares_percent=share[op]) for op in MATRIX_TYPES]
+    report = make_report('spt_plot_allocation', rows, config=args.allocation, device=None,
+                         dtype=None, blocks=blocks, structured=sorted(structured),
+                         cost=alloc['cost'], picture=args.out)
+    write_report(report, args.json)
+    return report
 
 
 if __name__ == '__main__':

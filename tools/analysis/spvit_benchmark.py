@@ -4,14 +4,15 @@ ViT. Prints both models' GMACs (patch embedding, blocks, 1000-class head), the F
 ratio, the measured CPU throughput at the same batch (interleaved median, eval, no
 grad) and how much of the FLOPs speed-up the measured one realises.
 
-Weights do not change the speed, so both models use their random initialisation.
+Weights do not change the speed, so both models use their random initialisation; the
+input is seeded noise (an architecture file has no dataset). --json writes the numbers
+(schema mmadapt-analysis, the old keys kept).
 
 Example (thesis: DeiT-B 17.6 -> 8.3 GMACs):
     python tools/analysis/spvit_benchmark.py configs/spvit/archs/spvit_deit-b_official.json \\
         --arch deit-b --batch-size 32
 """
 import argparse
-import json
 import os.path as osp
 import sys
 from typing import List
@@ -22,6 +23,9 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
 import projects  # noqa: E402,F401
 from projects.core.analysis.benchmark import measure_interleaved  # noqa: E402
+from projects.core.analysis.loading import input_images  # noqa: E402
+from projects.core.analysis.protocol import check_amp, dtype_name, under_amp  # noqa: E402
+from projects.core.analysis.report import make_report, print_table, write_report  # noqa: E402
 from projects.pyra import PYRAViT  # noqa: E402
 from projects.spvit import SPViTArch, arch_macs, compact_overrides, load_arch  # noqa: E402
 
@@ -40,7 +44,14 @@ def parse_args(argv: List[str] = None) -> argparse.Namespace:
     p.add_argument('--repeats', type=int, default=3)
     p.add_argument('--threads', type=int, default=None, help='torch threads (default: torch)')
     p.add_argument('--json', help='also write the numbers here')
-    return p.parse_args(argv)
+    p.add_argument('--amp', choices=['bf16', 'fp16'], default=None,
+                   help='time under autocast (bf16 on CPU)')
+    args = p.parse_args(argv)
+    try:
+        check_amp(args.amp, 'cpu')
+    except ValueError as err:
+        p.error(str(err))
+    return args
 
 
 def main(argv: List[str] = None) -> dict:
@@ -66,29 +77,29 @@ def main(argv: List[str] = None) -> dict:
             'compact': arch_macs(arch, d, h, grid, args.patch_size, extra_macs=extra)}
     params = {'dense': sum(p.numel() for p in dense.parameters()),
               'compact': sum(p.numel() for p in compact.parameters())}
-    x = torch.randn(args.batch_size, 3, args.img_size, args.img_size)
+    x = input_images(None, None, args.batch_size, (args.img_size, args.img_size), 'random')
     print(f'timing dense and compact {args.arch} at batch {args.batch_size} '
           f'({args.warmup} warm-up + {args.repeats} interleaved repeats) ...', flush=True)
-    speed = measure_interleaved({'dense': lambda t: head(dense(t)[0]),
-                                 'compact': lambda t: head(compact(t)[0])}, x,
-                                warmup=args.warmup, repeats=args.repeats)
+    speed = measure_interleaved({'dense': under_amp(lambda t: head(dense(t)[0]), args.amp),
+                                 'compact': under_amp(lambda t: head(compact(t)[0]), args.amp)},
+                                x, warmup=args.warmup, repeats=args.repeats)
     flops_speedup = macs['dense'] / macs['compact']
     measured = speed['compact']['images_per_s'] / speed['dense']['images_per_s']
-    out = dict(arch=arch.ops, gmacs={k: v / 1e9 for k, v in macs.items()},
-               params_m={k: v / 1e6 for k, v in params.items()},
-               images_per_s={k: v['images_per_s'] for k, v in speed.items()},
-               flops_ratio=macs['compact'] / macs['dense'], flops_speedup=flops_speedup,
-               measured_speedup=measured, realised=measured / flops_speedup,
-               batch=args.batch_size, threads=torch.get_num_threads())
-    print(f"{'model':<8} {'GMACs':>7} {'params(M)':>9} {'img/s':>8}")
-    for k in ('dense', 'compact'):
-        print(f"{k:<8} {out['gmacs'][k]:7.2f} {out['params_m'][k]:9.1f} "
-              f"{out['images_per_s'][k]:8.2f}")
+    rows = [dict(model=k, gmacs=macs[k] / 1e9, params_m=params[k] / 1e6,
+                 images_per_s=speed[k]['images_per_s']) for k in ('dense', 'compact')]
+    out = make_report(
+        'spvit_benchmark', rows, config=args.arch_file, batch=args.batch_size,
+        dtype=dtype_name(args.amp), images='random', arch=arch.ops,
+        gmacs={k: v / 1e9 for k, v in macs.items()},
+        params_m={k: v / 1e6 for k, v in params.items()},
+        images_per_s={k: v['images_per_s'] for k, v in speed.items()},
+        flops_ratio=macs['compact'] / macs['dense'], flops_speedup=flops_speedup,
+        measured_speedup=measured, realised=measured / flops_speedup)
+    print_table(rows, [('model', 'model', 's'), ('gmacs', 'GMACs', '.2f'),
+                       ('params_m', 'params(M)', '.1f'), ('images_per_s', 'img/s', '.2f')])
     print(f"FLOPs ratio {out['flops_ratio']:.3f} (speed-up {flops_speedup:.2f}x); measured "
           f"speed-up {measured:.2f}x = {out['realised']:.2f} of the FLOPs speed-up")
-    if args.json:
-        from projects.core.engine.atomic_io import atomic_json_dump
-        atomic_json_dump(out, args.json, indent=1)
+    write_report(out, args.json)
     return out
 
 

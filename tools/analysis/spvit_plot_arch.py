@@ -19,6 +19,7 @@ import matplotlib  # noqa: E402
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402
 
+from projects.core.analysis.report import make_report, write_report  # noqa: E402
 from projects.core.engine.atomic_io import atomic_open  # noqa: E402
 from projects.spvit.arch import OPS, load_arch  # noqa: E402
 
@@ -55,17 +56,24 @@ def plot(arch, out: str, title: str = '') -> None:
     plt.close(fig)
 
 
-def main(argv=None) -> None:
+def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog=__doc__.split('\n\n', 1)[1])
     parser.add_argument('arch', help='architecture JSON (search output or configs/spvit/archs)')
     parser.add_argument('--out', required=True, help='PNG to write')
     parser.add_argument('--title', default=None, help='default: the file name')
+    parser.add_argument('--json', help='also write the per-layer ops and FFN keep counts '
+                        'here (schema mmadapt-analysis)')
     args = parser.parse_args(argv)
     arch = load_arch(args.arch)
     plot(arch, args.out, args.title if args.title is not None else osp.basename(args.arch))
     print(f'wrote {args.out}')
+    rows = [dict(layer=i, op=op, ffn=arch.keep_count(i)) for i, op in enumerate(arch.ops)]
+    report = make_report('spvit_plot_arch', rows, config=args.arch, device=None, dtype=None,
+                         mlp_hidden=arch.mlp_hidden, picture=args.out)
+    write_report(report, args.json)
+    return report
 
 
 if __name__ == '__main__':

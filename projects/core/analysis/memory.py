@@ -36,3 +36,20 @@ def reset_peak_rss() -> bool:
         return True
     except OSError:
         return False
+
+
+class PeakSection:
+    """``with PeakSection() as s: ...`` -- the process' peak during the block:
+    ``s.start_mb`` (resident size when entered), ``s.peak_mb`` (high-water mark) and
+    ``s.added_mb`` (peak over start: what the block itself needed at its worst).
+    ``s.reset`` is False where the kernel refused the reset (then the peak counts from
+    process start)."""
+
+    def __enter__(self) -> 'PeakSection':
+        self.reset = reset_peak_rss()
+        self.start_mb = rss_mb()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.peak_mb = peak_rss_mb()
+        self.added_mb = self.peak_mb - self.start_mb

@@ -1,21 +1,24 @@
 """Fold the parameter-efficient updates of a trained model into its weights.
 
 One path for every method: the backbone's ``folded_state_dict()`` returns the plain
-backbone's state with the updates added in (LoRA of PYRAViT; SPT-LoRA and sparse
-deltas of SPTViT / SPTSwin), and its ``plain_backbone_cfg(cfg)`` the config of that
-plain backbone. The result runs at the speed of the plain model with the same outputs.
+backbone's state with the updates added in -- every backbone builds it with
+:func:`~projects.core.peft.fold.merged_state_dict` (LoRA of ComposableViT / PYRAViT;
+SPT-LoRA and sparse deltas of SPTViT / SPTSwin; ESTA adds its per-stitch biases) --
+and its ``plain_backbone_cfg(cfg)`` the config of that plain backbone. The result runs
+at the speed of the plain model with the same outputs. The trained checkpoint may be
+full or adapter-only (then its base is the config's init_cfg checkpoint, checked).
 """
 import copy
 import os.path as osp
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 from mmengine.config import Config
-from mmengine.runner import load_checkpoint
 from torch import Tensor, nn
 
+from ..checkpoint.adapter_only import load_model_weights
 from ..engine.atomic_io import atomic_torch_save, atomic_write_text
-from .lora import NothingToFoldError
 from ..engine.model_builder import build_model_from_cfg
+from .foldable import NothingToFoldError
 
 #: hooks that only make sense for the trainable (unfolded) model
 TRAINING_ONLY_HOOKS = ('SPTAllocationHook',)
@@ -39,10 +42,14 @@ def deploy_config(cfg: Config, backbone: nn.Module) -> Config:
     return out
 
 
-def folded_model_state(model: nn.Module) -> Dict[str, Tensor]:
-    """Full state dict with the backbone part folded (heads, necks kept)."""
-    _check_foldable(model.backbone)
-    folded = {f'backbone.{k}': v for k, v in model.backbone.folded_state_dict().items()}
+def folded_model_state(model: nn.Module,
+                       backbone_state: Optional[Dict[str, Tensor]] = None) -> Dict[str, Tensor]:
+    """Full state dict with the backbone part folded (heads, necks kept);
+    ``backbone_state``: an already folded backbone state (ESTA: one stitch's)."""
+    if backbone_state is None:
+        _check_foldable(model.backbone)
+        backbone_state = model.backbone.folded_state_dict()
+    folded = {f'backbone.{k}': v for k, v in backbone_state.items()}
     rest = {k: v.detach().clone() for k, v in model.state_dict().items()
             if not k.startswith('backbone.')}
     return {**rest, **folded}
@@ -51,10 +58,8 @@ def folded_model_state(model: nn.Module) -> Dict[str, Tensor]:
 def fold_checkpoint(cfg: Config, checkpoint: str, out: str) -> Tuple[int, Config]:
     """Write the folded checkpoint ``out`` and its config ``<out without .pth>.py``;
     returns (number of tensors, deploy config)."""
-    cfg = copy.deepcopy(cfg)
-    cfg.model.backbone.pop('init_cfg', None)
     model = build_model_from_cfg(cfg)
-    load_checkpoint(model, checkpoint, map_location='cpu', strict=True)
+    load_model_weights(model, checkpoint)
     try:
         state = folded_model_state(model)
     except NothingToFoldError as err:

@@ -2,26 +2,33 @@
 
 Built in the model constructor (not by a hook) so the optimizer and the DDP wrapper see
 the adapter parameters. The class keeps ``weight`` / ``bias`` under their plain
-``nn.Linear`` names, so pretrained checkpoints load without renaming, and one
-:meth:`delta_weight` serves merging, unmerging and exporting a folded checkpoint.
+``nn.Linear`` names, so pretrained checkpoints load without renaming; the update is
+:func:`~projects.core.peft.low_rank.low_rank_delta` per target, and the layer is
+:class:`~projects.core.peft.foldable.Foldable` (one :meth:`delta_weight` serves
+merging, unmerging and exporting a folded checkpoint).
 """
-import math
-from typing import Dict, Iterable, List, Sequence
+from typing import Dict, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ...vit.param_roles import AddsParameters
+from .fold import merged_state_dict
+from .foldable import Foldable, NothingToFoldError
+from .low_rank import init_low_rank_, low_rank_delta, low_rank_forward
 
 QKV_TARGETS = ('q', 'k', 'v')
 
+__all__ = ['QKV_TARGETS', 'LoRAQKVLinear', 'lora_layers', 'fold_lora_state_dict',
+           'NothingToFoldError']
 
-class LoRAQKVLinear(AddsParameters, nn.Linear):
+
+class LoRAQKVLinear(Foldable, nn.Linear):
     """``nn.Linear(D, 3D)`` plus a rank-``rank`` update on each of ``targets`` (q/k/v).
 
     delta_W[t] = (alpha / rank) * B_t A_t, with A_t kaiming-uniform and B_t zero, so the
-    layer equals the plain linear at initialisation.
+    layer equals the plain linear at initialisation. State-dict names: ``lora_A.<t>``,
+    ``lora_B.<t>``.
     """
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True,
@@ -43,14 +50,10 @@ class LoRAQKVLinear(AddsParameters, nn.Linear):
         self.lora_A = nn.ParameterDict(
             {t: nn.Parameter(torch.empty(rank, in_features)) for t in self.targets})
         self.lora_B = nn.ParameterDict(
-            {t: nn.Parameter(torch.zeros(in_features, rank)) for t in self.targets})
-        for a in self.lora_A.values():
-            nn.init.kaiming_uniform_(a, a=math.sqrt(5))
+            {t: nn.Parameter(torch.empty(in_features, rank)) for t in self.targets})
+        for t in self.targets:
+            init_low_rank_(self.lora_A[t], self.lora_B[t])
         self.merged = False
-
-    def new_parameter_names(self) -> List[str]:
-        """Only the adapter: ``weight`` / ``bias`` are the pretrained projection."""
-        return [n for n, _ in self.named_parameters() if n.startswith(('lora_A.', 'lora_B.'))]
 
     def _stacked_b(self) -> Tensor:
         """(3D, T*rank): B_t placed at target t's output rows and rank columns."""
@@ -65,58 +68,30 @@ class LoRAQKVLinear(AddsParameters, nn.Linear):
         return torch.cat([self.lora_A[t] for t in self.targets], dim=0)
 
     def delta_weight(self) -> Tensor:
-        """The (3D, D) update that LoRA adds to ``weight``."""
-        return (self._stacked_b() @ self._stacked_a()) * self.scaling
+        """The (3D, D) update that LoRA adds to ``weight``: the targets' low-rank
+        updates stacked as one block-structured low-rank product."""
+        return low_rank_delta(self._stacked_a(), self._stacked_b(), self.scaling)
+
+    def delta_weights(self) -> Dict[str, Tensor]:
+        return {'weight': self.delta_weight()}
 
     def forward(self, x: Tensor) -> Tensor:
         out = F.linear(x, self.weight, self.bias)
         if self.merged:
             return out
-        low = F.linear(self.lora_dropout(x), self._stacked_a())
-        return out + F.linear(low, self._stacked_b()) * self.scaling
-
-    @torch.no_grad()
-    def merge(self) -> None:
-        """Fold the update into ``weight`` (inference speed of a plain linear)."""
-        if not self.merged:
-            self.weight += self.delta_weight()
-            self.merged = True
-
-    @torch.no_grad()
-    def unmerge(self) -> None:
-        if self.merged:
-            self.weight -= self.delta_weight()
-            self.merged = False
+        return out + low_rank_forward(self.lora_dropout(x), self._stacked_a(),
+                                      self._stacked_b(), self.scaling)
 
 
 def lora_layers(model: nn.Module) -> Dict[str, LoRAQKVLinear]:
     return {n: m for n, m in model.named_modules() if isinstance(m, LoRAQKVLinear)}
 
 
-class NothingToFoldError(ValueError):
-    """A model without parameter-efficient updates to fold (it already is plain)."""
-
-
-def fold_lora_state_dict(model: nn.Module, prefix: str = '') -> Dict[str, Tensor]:
-    """A state dict of ``model`` with every LoRA update folded into its base weight and
-    the adapter tensors dropped: it loads into the same model built without LoRA."""
-    layers = lora_layers(model)
-    if not layers:
+def fold_lora_state_dict(model: nn.Module) -> Dict[str, Tensor]:
+    """:func:`~projects.core.peft.fold.merged_state_dict` of a model that must have
+    LoRA (the error names the missing ``lora_cfg``): it loads into the same model built
+    without LoRA."""
+    if not lora_layers(model):
         raise NothingToFoldError('fold_lora_state_dict: the model has no LoRA layer to fold '
                                  '(it was built without lora_cfg).')
-    adapter_keys = {f'{name}.{p}' if name else p for name, layer in layers.items()
-                    for p in layer.new_parameter_names()}
-    state = {}
-    for key, value in model.state_dict().items():
-        name, _, leaf = key.rpartition('.')
-        if key in adapter_keys:
-            continue
-        layer = layers.get(name)
-        if layer is not None and leaf == 'weight' and not layer.merged:
-            value = value + layer.delta_weight().detach()
-        state[prefix + key] = value.detach().clone()
-    return state
-
-
-def count_params(params: Iterable[nn.Parameter]) -> int:
-    return sum(p.numel() for p in params)
+    return merged_state_dict(model)

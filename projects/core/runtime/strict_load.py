@@ -22,10 +22,15 @@ A deliberate partial load (a classifier checkpoint into a segmentor) is switched
 with the config key ``load_from_partial=True`` (``--cfg-options load_from_partial=True``,
 or ``--partial-load`` of our tools); it logs one line of what was and was not loaded.
 
-Unchanged: ``resume`` (mmengine's own non-strict path, the same model by construction),
-direct ``runner.load_checkpoint(...)`` calls, ``init_cfg`` pretrained loading
-(:mod:`projects.core.checkpoint.vit_loader`, which expects the parameters a method adds
-to be missing) and tools that load weights themselves (model converters, deployment).
+Adapter-only checkpoints (``projects/core/checkpoint/adapter_only.py``) are completed
+with the model's base before loading, on both paths: ``load_from`` (``tools/test.py``)
+and ``resume`` (``tools/train.py --resume``); a base other than the recorded one is
+refused (:class:`~projects.core.checkpoint.adapter_only.AdapterBaseError`).
+
+Unchanged: ``resume`` of a full checkpoint (mmengine's own non-strict path, the same
+model by construction), direct ``runner.load_checkpoint(...)`` calls, ``init_cfg``
+pretrained loading (:mod:`projects.core.checkpoint.vit_loader`, which expects the
+parameters a method adds to be missing) and tools that load weights themselves (model converters, deployment).
 The ``strict`` argument of ``load_checkpoint`` is not used for ``load_from`` (mmengine
 passes ``False`` there); the switch above is the only way to a partial load.
 Subclasses that override ``load_or_resume`` without calling it are not checked.
@@ -40,7 +45,7 @@ from typing import Any, Callable, Dict, List, Sequence, Tuple, Union
 from mmengine.logging import print_log
 from mmengine.model import BaseTTAModel, is_model_wrapper
 from mmengine.runner import Runner
-from mmengine.runner.checkpoint import _load_checkpoint
+from mmengine.runner.checkpoint import _load_checkpoint, _load_checkpoint_to_model
 from torch import nn
 
 from ..engine.ddp import unwrap_model
@@ -228,7 +233,8 @@ def load_from_checked(runner: Runner, filename: str,
     with :data:`PARTIAL_KEY`, summarising) a checkpoint that does not fit."""
     checkpoint = _load_checkpoint(filename, map_location=map_location)
     runner.call_hook('after_load_checkpoint', checkpoint=checkpoint)
-    state_dict = revised_state_dict(checkpoint, revise_keys)
+    state_dict = _with_base(runner, checkpoint, revised_state_dict(checkpoint, revise_keys),
+                            filename)
     report = load_state_dict_reporting(runner.model, state_dict)
     if not report.clean:
         if not runner.cfg.get(PARTIAL_KEY, False):
@@ -236,6 +242,39 @@ def load_from_checked(runner: Runner, filename: str,
                 refusal_message(filename, report, runner.model, checkpoint, state_dict))
         print_log(partial_summary(filename, report), logger=runner.logger,
                   level=logging.WARNING)
+    runner._has_loaded = True
+    runner.logger.info(f'Load checkpoint from {filename}')
+    return checkpoint
+
+
+def _with_base(runner: Runner, checkpoint: Dict[str, Any], state_dict: Dict[str, Any],
+               filename: str) -> Dict[str, Any]:
+    """``state_dict``, completed with the model's base if the checkpoint is
+    adapter-only (lazy import: the checkpoint package imports this module)."""
+    from ..checkpoint.adapter_only import complete_state_dict, is_adapter_checkpoint
+    if not is_adapter_checkpoint(checkpoint):
+        return state_dict
+    return complete_state_dict(runner.model, checkpoint, state_dict, filename)
+
+
+def load_any_checked(runner: Runner, filename: str, map_location: Union[str, Callable],
+                     strict: bool, revise_keys: Sequence[Tuple[str, str]]) -> Dict[str, Any]:
+    """mmengine 0.10.7's ``Runner.load_checkpoint`` (the resume path), reading the file
+    once: a full checkpoint loads as mmengine loads it; an adapter-only one is
+    completed with the base and must then fit the model entirely."""
+    from ..checkpoint.adapter_only import is_adapter_checkpoint
+    checkpoint = _load_checkpoint(filename, map_location=map_location)
+    runner.call_hook('after_load_checkpoint', checkpoint=checkpoint)
+    model = unwrap_model(runner.model)
+    if is_adapter_checkpoint(checkpoint):
+        state_dict = _with_base(runner, checkpoint, revised_state_dict(checkpoint, revise_keys),
+                                filename)
+        report = load_state_dict_reporting(model, state_dict)
+        if not report.clean:
+            raise CheckpointMismatchError(
+                refusal_message(filename, report, model, checkpoint, state_dict))
+    else:
+        _load_checkpoint_to_model(model, checkpoint, strict, revise_keys=revise_keys)
     runner._has_loaded = True
     runner.logger.info(f'Load checkpoint from {filename}')
     return checkpoint
@@ -251,7 +290,7 @@ def patch_runner_load() -> bool:
     if is_patched():
         return False
     original_load_or_resume = Runner.__dict__['load_or_resume']
-    original_load_checkpoint = Runner.__dict__['load_checkpoint']
+    original_load_checkpoint = Runner.__dict__['load_checkpoint']  # for functools.wraps
 
     @functools.wraps(original_load_or_resume)
     def load_or_resume(self) -> None:
@@ -269,7 +308,7 @@ def patch_runner_load() -> bool:
                         strict: bool = False,
                         revise_keys: list = [(r'^module.', '')]):  # noqa: B006 (mmengine's)
         if getattr(self, _LOADING, None) is None or filename != getattr(self, _LOADING):
-            return original_load_checkpoint(self, filename, map_location, strict, revise_keys)
+            return load_any_checked(self, filename, map_location, strict, revise_keys)
         return load_from_checked(self, filename, map_location, revise_keys)
 
     setattr(load_or_resume, _MARK, True)
