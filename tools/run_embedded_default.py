@@ -221,6 +221,8 @@ def run_plugin(name: str, spec: str, args: argparse.Namespace, seed: int,
     extra = dict(protocol=args.protocol) if takes_protocol(func) else {}
     result = check_plugin_result(spec, func(osp.join(work_root, name), seed, args.epochs,
                                             args.cfg_options, **extra))
+    for path in result.get('pictures', ()):  # e.g. SPViT's searched ops
+        print(f'{name}: picture {path}', flush=True)
     return dict(result, minutes=(time.time() - start) / 60)
 
 

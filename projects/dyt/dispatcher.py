@@ -67,6 +67,11 @@ class TokenDispatcher(AddsParameters, TokenGate):
     coin-flip masks from the first step). A positive value starts training from
     (nearly) the complete model, e.g. 3.0: about 95 % of the tokens active (our
     short-budget recipe, see the README).
+
+    ``noise`` scales the Gumbel noise of the training masks (1: the official sampling;
+    0: the eval mask ``g > 0`` with the straight-through gradient). It is a
+    hyper-parameter that :class:`~projects.dyt.hooks.DyTRateScheduleHook` (``denoise``)
+    anneals from the iteration counter, like ``TokenRateLoss.target``.
     """
 
     def __init__(self, dim: int, tau: float = 5.0, skips: str = 'mlp',
@@ -78,7 +83,7 @@ class TokenDispatcher(AddsParameters, TokenGate):
             raise ValueError(f'DyTDispatcher: unknown variant skips={skips!r}; choose one '
                              f'of {sorted(SKIPS)} (or DyTLayerDispatcher for layer '
                              'dispatch).')
-        self.tau, self.skips = tau, skips
+        self.tau, self.skips, self.noise = tau, skips, 1.0
         self.slot, self.gates_mlp = SKIPS[skips]
         self.score = _score(dim, bias_init)
 
@@ -87,7 +92,8 @@ class TokenDispatcher(AddsParameters, TokenGate):
 
     def forward(self, x: Tensor, ctx: TokenContext):
         prefix = ctx.num_prefix
-        patch = gumbel_sigmoid(self.score(x[:, prefix:])[..., 0], self.tau, self.training)
+        patch = gumbel_sigmoid(self.score(x[:, prefix:])[..., 0], self.tau, self.training,
+                               self.noise)
         keep = torch.ones(x.shape[0], prefix, dtype=patch.dtype, device=x.device)
         mask = torch.cat([keep, patch], 1)
         return _decision(mask), _rate_aux(ctx, patch, patch.numel(), x)
@@ -108,7 +114,7 @@ class LayerDispatcher(AddsParameters, TokenGate):
         super().__init__()
         if tau <= 0:
             raise ValueError(f'DyTLayerDispatcher: tau must be positive, got {tau}.')
-        self.tau = tau
+        self.tau, self.noise = tau, 1.0
         self.score = _score(dim, bias_init)
 
     def macs(self, num_tokens: int) -> int:
@@ -118,7 +124,7 @@ class LayerDispatcher(AddsParameters, TokenGate):
         if ctx.num_prefix < 1:
             raise ValueError('DyTLayerDispatcher decides from the class token, but this '
                              'ViT has none (with_cls_token=False); use DyTDispatcher.')
-        keep = gumbel_sigmoid(self.score(x[:, 0])[..., 0], self.tau, self.training)
+        keep = gumbel_sigmoid(self.score(x[:, 0])[..., 0], self.tau, self.training, self.noise)
         patches = x.shape[1] - ctx.num_prefix
         return _decision(keep), _rate_aux(ctx, keep * patches if keep.dtype != torch.bool
                                else keep.to(x.dtype) * patches, keep.numel() * patches, x)

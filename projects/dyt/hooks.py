@@ -10,7 +10,12 @@
   logit(next target) - logit(measured training rate). Without it, AdamW at 1e-3 moves
   the rate too slowly for a 75-step budget (val200 run, README: the training rate
   stalled at 0.87 against a target of 0.5), so the rate loss alone cannot leave the
-  complete model in time.
+  complete model in time. With ``denoise=True`` the dispatchers' Gumbel noise follows
+  the same cosine from 1 to 0, so the last iterations train on the deterministic
+  masks ``g > 0`` that eval uses. Without it the logits stay unpolarised in a short
+  run (every sigma(g) in (0.3, 0.7) after 10 epochs on val200), training drops about
+  half of every layer's tokens at random, and eval's threshold then keeps 0 % or 100 %
+  of a layer (README: 85.5 % complete, 75.5 % with sampled masks, 40.0 % in eval).
 * :class:`DyTCalibrateHook` shifts each dispatcher's bias after the last training
   iteration so that eval (g > 0) keeps, per layer, the share of tokens it activated in
   training (``calibrate_to_training``), on images of the training split. It runs before
@@ -62,14 +67,39 @@ def annealed_target(start: float, end: float, progress: float) -> float:
     return end + (start - end) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
+def expected_rate(logits: torch.Tensor, shift: float, noise: float) -> float:
+    """The training masks' mean on these logits after adding ``shift`` to every bias:
+    P(g + shift + noise * L > 0) = sigma((g + shift) / noise) for logistic L, the step
+    1[g + shift > 0] without noise."""
+    if noise == 0:
+        return float(((logits + shift) > 0).float().mean())
+    return float(torch.sigmoid((logits + shift) / noise).mean())
+
+
+def solve_shift(logits: torch.Tensor, target: float, noise: float,
+                steps: int = 60) -> float:
+    """The one bias shift that gives ``logits`` the expected training rate ``target``
+    under ``noise`` (bisection; monotone in the shift). All layers move together, so
+    the layers keep the relative rates the task gradient gave them."""
+    low, high = -float(logits.max()) - 50.0, -float(logits.min()) + 50.0
+    for _ in range(steps):
+        mid = 0.5 * (low + high)
+        if expected_rate(logits, mid, noise) < target:
+            low = mid
+        else:
+            high = mid
+    return high
+
+
 @HOOKS.register_module()
 class DyTRateScheduleHook(Hook):
     """Anneal every ``TokenRateLoss`` target from ``start`` to its configured value over
     the first ``fraction`` of ``runner.max_iters`` (cosine), per iteration;
-    ``control_bias``: also steer the dispatcher biases to it (module docstring)."""
+    ``control_bias``: also steer the dispatcher biases to it; ``denoise``: anneal the
+    dispatchers' Gumbel noise from 1 to 0 on the same schedule (module docstring)."""
 
     def __init__(self, start: float = 1.0, fraction: float = 2 / 3,
-                 control_bias: bool = False) -> None:
+                 control_bias: bool = False, denoise: bool = False) -> None:
         if not 0 < start <= 1:
             raise ValueError(f'DyTRateScheduleHook: start must be a rate in (0, 1], got '
                              f'{start}.')
@@ -77,23 +107,59 @@ class DyTRateScheduleHook(Hook):
             raise ValueError(f'DyTRateScheduleHook: fraction (of the training iterations '
                              f'the annealing takes) must be in (0, 1], got {fraction}.')
         self.start, self.fraction, self.control_bias = start, fraction, control_bias
+        self.denoise = denoise
         self.finals: List[float] = []
+        self.logits: List[torch.Tensor] = []  # this iteration's dispatcher scores
+        self.handles: list = []
 
     def before_train(self, runner) -> None:
         self.terms = rate_losses(runner.model)
         self.finals = [t.target for t in self.terms]  # the configured r
+        if self.control_bias and self.denoise:  # the exact steering reads the scores
+            self.handles = [gate.score.register_forward_hook(self._record)
+                            for gate in dispatchers(runner.model)]
+
+    def _record(self, module, args, out) -> None:
+        if module.training:
+            self.logits.append(out.detach().flatten().float())
+
+    def noise_at(self, iteration: int, max_iters: int) -> float:
+        return annealed_target(1.0, 0.0, self.progress(iteration, max_iters))
+
+    def progress(self, iteration: int, max_iters: int) -> float:
+        return iteration / (self.fraction * max_iters)
 
     def target_at(self, final: float, iteration: int, max_iters: int) -> float:
-        return annealed_target(self.start, final, iteration / (self.fraction * max_iters))
+        return annealed_target(self.start, final, self.progress(iteration, max_iters))
 
     def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
         for term, final in zip(self.terms, self.finals):
             term.target = self.target_at(final, runner.iter, runner.max_iters)
+        self.logits = []
+        if self.denoise:
+            noise = self.noise_at(runner.iter, runner.max_iters)
+            for gate in dispatchers(runner.model):
+                gate.noise = noise
 
     @torch.no_grad()
     def after_train_iter(self, runner, batch_idx: int, data_batch=None,
                          outputs=None) -> None:
         if not self.control_bias:
+            return
+        target = self.target_at(self.finals[0], runner.iter + 1, runner.max_iters)
+        if self.denoise:
+            # with little noise the rate is a near-step function of the bias: the
+            # equal-logits shift below overshoots (0.84 -> 0.11 -> 0.92 on val200), so
+            # solve for the shift on this iteration's scores
+            if not self.logits:
+                raise RuntimeError('DyTRateScheduleHook(control_bias=True, denoise=True) '
+                                   'recorded no dispatcher scores in this iteration; '
+                                   'the dispatchers must run in training mode.')
+            shift = torch.tensor(solve_shift(torch.cat(self.logits), target, self.noise_at(
+                runner.iter + 1, runner.max_iters)))
+            all_reduce(shift, op='mean')  # every rank shifts by the same amount
+            for gate in dispatchers(runner.model):
+                gate.score.bias += float(shift)
             return
         if not outputs or 'token_rate' not in outputs:
             raise KeyError('DyTRateScheduleHook(control_bias=True) reads the training '
@@ -101,7 +167,6 @@ class DyTRateScheduleHook(Hook):
                            'TokenRateLoss); none was returned.')
         rate = torch.as_tensor(outputs['token_rate'], dtype=torch.float32).clone()
         all_reduce(rate, op='mean')  # every rank shifts by the same amount
-        target = self.target_at(self.finals[0], runner.iter + 1, runner.max_iters)
         shift = logit(target) - logit(float(rate))
         for gate in dispatchers(runner.model):
             gate.score.bias += shift
@@ -109,6 +174,12 @@ class DyTRateScheduleHook(Hook):
     def after_train(self, runner) -> None:
         for term, final in zip(self.terms, self.finals):  # eval and reports see r
             term.target = final
+        for handle in self.handles:
+            handle.remove()
+        self.handles, self.logits = [], []
+        if self.denoise:  # a later training run starts from the official sampling
+            for gate in dispatchers(runner.model):
+                gate.noise = 1.0
 
 
 @HOOKS.register_module()

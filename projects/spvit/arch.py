@@ -126,9 +126,11 @@ def op_macs(op: str, dim: int, num_heads: int, num_tokens: int, num_prefix: int 
     raise ValueError(f'unknown SPViT op {op!r}; choose from {OPS}.')
 
 
-def compact_overrides(arch: SPViTArch, skip_op: str = 'ln', folded: bool = False,
+def compact_overrides(arch: SPViTArch, skip_op: str = 'zero', folded: bool = False,
                       alpha: float = 1e-2) -> List[dict]:
-    """``block_overrides`` of a ComposableViT that builds ``arch`` physically."""
+    """``block_overrides`` of a ComposableViT that builds ``arch`` physically. The
+    default skip op is the search's ('zero'), so the compact model is the network the
+    search scored; 'ln' is the official fine-tune model's x + LN(x)."""
     rules = []
     for i, op in enumerate(arch.ops):
         if op == 'msa':

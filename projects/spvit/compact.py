@@ -1,7 +1,7 @@
 """The parts of a compact (searched) SPViT model, one per attention op.
 
-- ``SPViTSkip``: no attention; adds LN(x) (``skip_op='ln'``, the official fine-tune
-  model) or nothing (``'zero'``, the thesis and the search).
+- ``SPViTSkip``: no attention; adds nothing (``skip_op='zero'``, default: the thesis
+  and the search) or LN(x) (``'ln'``, the official fine-tune model).
 - ``SPViTConv``: a bottleneck conv d -> d_h -> d with kernel 1 or 3. Unfolded, it keeps
   the value rows ``v``, the projection ``proj`` and z, and builds its kernel from them
   every forward, as the official fine-tuning does (z keeps training). Folded
@@ -28,7 +28,7 @@ from .supernet import check_skip_op, new_names
 class SPViTSkip(AttentionPart):
     """The skip op: ``forward(x, ctx) -> (LN(x) or 0, None)``."""
 
-    def __init__(self, dim: int = 0, skip_op: str = 'ln', **kwargs) -> None:
+    def __init__(self, dim: int = 0, skip_op: str = 'zero', **kwargs) -> None:
         super().__init__()
         check_skip_op(skip_op, 'SPViTSkip')
         self.skip_op = skip_op

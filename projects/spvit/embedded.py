@@ -15,6 +15,7 @@ from ..core.engine.schedule import set_max_epochs
 from .export import export_compact
 from .flops import arch_macs, find_backbone
 from .arch import load_arch
+from .plot import plot
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIGS = osp.join(ROOT, 'configs', 'spvit', 'embedded')
@@ -44,7 +45,8 @@ def run_embedded(work_dir: str, seed: int = 0, epochs: Optional[int] = None,
     (eval mode), its metrics on the protocol's split (test, or val200 with
     ``protocol='val'``: search and fine-tune then train on train800 alone), its
     trainable parameter count, the fine-tune runner,
-    and the architecture, its GMACs and each stage's minutes."""
+    the architecture, its GMACs, each stage's minutes and ``pictures`` (the searched
+    architecture's PNG in ``work_dir``, for the main job's report)."""
     minutes = {}
     start = time.time()
     search = _prepare(Config.fromfile(SEARCH_CFG), osp.join(work_dir, 'search'), seed,
@@ -71,5 +73,7 @@ def run_embedded(work_dir: str, seed: int = 0, epochs: Optional[int] = None,
     gmacs = arch_macs(arch, backbone.embed_dims, arch.num_heads, backbone.grid,
                       backbone.patch_size, int(backbone.with_cls_token)) / 1e9
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    picture = plot(arch, osp.join(work_dir, 'spvit_arch.png'),
+                   f'SPViT searched architecture ({gmacs:.2f} GMACs)')
     return dict(model=model, metrics=metrics, trainable=trainable, runner=runner,
-                arch=arch, gmacs=gmacs, minutes=minutes, paths=paths)
+                arch=arch, gmacs=gmacs, minutes=minutes, paths=paths, pictures=[picture])

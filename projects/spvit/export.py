@@ -23,12 +23,20 @@ def _backbone_cfg(cfg: Config) -> dict:
     return model.get('backbone', model)
 
 
+def search_skip_op(cfg: Config) -> str:
+    """The skip op of the search config's SPViTAttention ('zero' when not set)."""
+    block = _backbone_cfg(cfg).get('block_cfg') or {}
+    return (block.get('attn_cfg') or {}).get('skip_op', 'zero')
+
+
 def export_compact(search_cfg: Config, out_dir: str, checkpoint: Optional[str] = None,
                    arch: Optional[str] = None, finetune_base: Optional[str] = None,
                    pretrained: Optional[str] = None, supernet: bool = False,
-                   skip_op: str = 'ln', fold: bool = False) -> Dict[str, str]:
+                   skip_op: Optional[str] = None, fold: bool = False) -> Dict[str, str]:
     """Write ``spvit_arch.json``, ``spvit_compact.pth`` and ``spvit_compact.py`` into
-    ``out_dir``; returns their paths."""
+    ``out_dir``; returns their paths. ``skip_op=None`` takes the search's skip op, so
+    the compact model is the network the search scored."""
+    skip_op = search_skip_op(search_cfg) if skip_op is None else skip_op
     check_skip_op(skip_op, 'export')
     if checkpoint is None and arch is None:
         raise ValueError('export: give the search checkpoint or an architecture JSON (--arch).')

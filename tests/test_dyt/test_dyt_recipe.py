@@ -117,6 +117,83 @@ def test_bias_control_shifts_every_dispatcher_to_the_next_target_in_logit_space(
     assert [b.mlp_gate.score.bias.item() for b in model.backbone.blocks] == after
 
 
+def test_noise_zero_trains_on_the_eval_mask_with_the_soft_gradient():
+    from projects.vit.gumbel import gumbel_sigmoid
+    torch.manual_seed(0)
+    logits = torch.randn(4096, requires_grad=True)
+    mask = gumbel_sigmoid(logits, 5.0, True, noise=0.0)
+    assert torch.equal(mask.detach().bool(), gumbel_sigmoid(logits, 5.0, False))
+    weights = torch.randn(4096)
+    (mask * weights).sum().backward()
+    soft = torch.sigmoid(logits.detach() / 5.0)  # d/dg sigma(g / tau), by hand
+    assert torch.allclose(logits.grad, weights * soft * (1 - soft) / 5.0, atol=1e-7)
+    # a half-scaled noise: P(g + (G1 - G2) / 2 > 0) = sigma(2 g) (logistic noise)
+    g = torch.full((200000,), 0.4)
+    rate = gumbel_sigmoid(g, 5.0, True, noise=0.5).mean().item()
+    assert rate == pytest.approx(1 / (1 + math.exp(-0.8)), abs=0.005)
+    with pytest.raises(ValueError, match='noise'):
+        gumbel_sigmoid(g, 5.0, True, noise=1.5)
+
+
+def test_denoise_anneals_every_dispatchers_noise_with_the_rate_target():
+    model = _classifier(bias_init=3.0)
+    hook = DyTRateScheduleHook(start=1.0, fraction=0.5, denoise=True)
+    hook.before_train(_runner(model, 0, 100))
+    gates = [b.mlp_gate for b in model.backbone.blocks]
+    for it, want in ((0, 1.0), (25, 0.5), (10, 0.5 * (1 + math.cos(math.pi * 10 / 50))),
+                     (50, 0.0), (99, 0.0)):
+        hook.before_train_iter(_runner(model, it, 100), it)  # from the counter: resumable
+        assert [g.noise for g in gates] == pytest.approx([want] * len(gates))
+    hook.after_train(_runner(model, 100, 100))
+    assert [g.noise for g in gates] == [1.0] * len(gates)
+    plain = DyTRateScheduleHook(start=1.0, fraction=0.5)
+    plain.before_train(_runner(model, 0, 100))
+    plain.before_train_iter(_runner(model, 40, 100), 40)
+    assert [g.noise for g in gates] == [1.0] * len(gates)
+
+
+@pytest.mark.parametrize('noise', [0.0, 0.3, 1.0])
+def test_exact_steering_gives_the_batch_the_target_rate_under_its_noise(noise):
+    from projects.dyt.hooks import solve_shift
+    gen = torch.Generator().manual_seed(1)
+    logits = torch.cat([0.05 * torch.randn(3000, generator=gen) + 0.2,  # unpolarised
+                        torch.randn(1000, generator=gen) - 4.0])
+    shift = solve_shift(logits, 0.5, noise)
+    if noise == 0:  # by hand: half of the shifted scores above 0
+        assert int(((logits + shift) > 0).sum()) == 2000
+    else:  # brute force: sampled masks under this noise
+        g = (logits + shift).repeat(200)
+        sample = (g + noise * (torch.rand(g.shape, generator=gen).logit()) > 0).float()
+        assert sample.mean().item() == pytest.approx(0.5, abs=0.005)
+
+
+def test_steering_with_denoise_moves_every_bias_by_the_solved_shift():
+    from projects.dyt.hooks import solve_shift
+    model = _classifier(bias_init=3.0)
+    hook = DyTRateScheduleHook(start=1.0, fraction=0.5, control_bias=True, denoise=True)
+    hook.before_train(_runner(model, 0, 100))
+    model.train()
+    hook.before_train_iter(_runner(model, 60, 100), 60)  # noise 0, target r = 0.4
+    torch.manual_seed(0)
+    images = torch.randn(6, 3, 32, 32)
+    model.backbone(images)
+    recorded = torch.cat(hook.logits)
+    before = [b.mlp_gate.score.bias.item() for b in model.backbone.blocks]
+    hook.after_train_iter(_runner(model, 60, 100), 60, outputs={})
+    shift = solve_shift(recorded, 0.4, 0.0)
+    after = [b.mlp_gate.score.bias.item() for b in model.backbone.blocks]
+    assert after == pytest.approx([b + shift for b in before], abs=1e-5)
+    # layer 0 sees the same inputs again: its scores moved by exactly the shift
+    hook.before_train_iter(_runner(model, 61, 100), 61)
+    assert not hook.logits
+    with torch.no_grad():
+        model.backbone(images)
+    first = recorded[:hook.logits[0].numel()]
+    assert torch.allclose(hook.logits[0], first + shift, atol=1e-5)
+    hook.after_train(_runner(model, 100, 100))
+    assert not hook.handles and not model.backbone.blocks[0].mlp_gate.score._forward_hooks
+
+
 @pytest.mark.parametrize('bad, match', [
     (lambda: DyTRateScheduleHook(start=0.0), 'start'),
     (lambda: DyTRateScheduleHook(fraction=1.5), 'fraction'),

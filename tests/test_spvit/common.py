@@ -18,8 +18,8 @@ def vit(block_cfg=None, block_overrides=(), aux_losses=(), **kw) -> PYRAViT:
 
 
 def compact(arch, **kw) -> PYRAViT:
-    over = compact_overrides(arch, skip_op=kw.pop('skip_op', 'ln'),
-                             folded=kw.pop('folded', False))
+    over = compact_overrides(arch, folded=kw.pop('folded', False),
+                             **({'skip_op': kw.pop('skip_op')} if 'skip_op' in kw else {}))
     return vit(block_overrides=over, **kw)
 
 

@@ -9,6 +9,7 @@ from mmengine.analysis import FlopAnalyzer
 
 from projects.spvit import (SPViTArch, arch_macs, compact_state_dict, derive_arch,
                             fold_state_dict, supernet_macs)
+from projects.spvit.arch import OPS, load_arch
 from projects.spvit.bconv import conv3x3_weights, gather_conv3x3
 from projects.spvit.gates import ordered_attention_gates, sample_gates
 
@@ -61,10 +62,13 @@ def test_gather_conv3x3_equals_conv2d_on_non_square_grid():
 LOGITS = {'skip': [-3, 3, 3], 'conv1x1': [3, -3, 3], 'conv3x3': [3, 3, -3], 'msa': [3, 3, 3]}
 
 
-@pytest.mark.parametrize('skip_op', ['zero', 'ln'])
+@pytest.mark.parametrize('skip_op', [None, 'zero', 'ln'])
 def test_hard_supernet_equals_compact_model_from_its_arch(skip_op):
+    """None: both sides at their default skip op, which must be the same op, so the
+    compact model is the network the search scored (issue 22)."""
     ops = ['conv3x3', 'skip', 'conv1x1', 'msa']
-    search = jitter(vit(dict(attn_cfg=dict(type='SPViTAttention', skip_op=skip_op),
+    op = {} if skip_op is None else dict(skip_op=skip_op)
+    search = jitter(vit(dict(attn_cfg=dict(type='SPViTAttention', **op),
                              mlp_cfg=SEARCH['mlp_cfg'])), seed=2)
     _set_theta(search, [LOGITS[o] for o in ops])
     with torch.no_grad():     # z away from uniform, BN statistics not the defaults
@@ -78,9 +82,9 @@ def test_hard_supernet_equals_compact_model_from_its_arch(skip_op):
     assert arch.ops == ops
     assert 0 < sum(arch.keep_count(i) for i in range(4)) < 4 * 64
     state = compact_state_dict(arch, search.state_dict(), TINY['num_heads'], supernet=True)
-    small = compact(arch, skip_op=skip_op).eval()
+    small = compact(arch, **op).eval()
     small.load_state_dict(state, strict=True)
-    folded = compact(arch, skip_op=skip_op, folded=True).eval()
+    folded = compact(arch, folded=True, **op).eval()
     folded.load_state_dict(fold_state_dict(arch, state, TINY['num_heads']), strict=True)
     x = torch.randn(2, 3, *IMG)
     with torch.no_grad():
@@ -171,3 +175,34 @@ def test_official_architecture_files_match_published_flops(name, dim, heads, pub
     arch.validate(num_layers=12, mlp_hidden=4 * dim, embed_dims=dim)
     gmacs = arch_macs(arch, dim, heads, (14, 14), 16, extra_macs=dim * 1000) / 1e9
     assert abs(gmacs - published) <= 0.12
+
+
+def test_export_takes_the_search_skip_op_by_default():
+    from mmengine.config import Config
+    from projects.spvit.export import search_skip_op
+    attn = dict(type='SPViTAttention', skip_op='ln')
+    assert search_skip_op(Config(dict(model=dict(backbone=dict(
+        block_cfg=dict(attn_cfg=attn)))))) == 'ln'
+    assert search_skip_op(Config(dict(model=dict(backbone=dict())))) == 'zero'
+    from projects.spvit.embedded import SEARCH_CFG
+    assert search_skip_op(Config.fromfile(SEARCH_CFG)) == 'zero'
+
+
+def test_official_deit_b_compact_keeps_its_flops_ratio():
+    """README / issue 22: the official DeiT-B architecture, compact, has 2.09x fewer
+    MACs than DeiT-B (one cost model, 224 px, 1000-class head)."""
+    from projects.spvit.embedded import ROOT
+    arch = load_arch(f'{ROOT}/configs/spvit/archs/spvit_deit-b_official.json')
+    dense = SPViTArch(ops=['msa'] * 12, ffn=[3072] * 12)
+    macs = [arch_macs(a, 768, 12, (14, 14), 16, extra_macs=768 * 1000) for a in (dense, arch)]
+    assert round(macs[0] / macs[1], 2) == 2.09, macs
+
+
+def test_plot_writes_the_architecture_png(tmp_path):
+    """The one drawing code (tool and embedded pipeline) writes a PNG and returns it."""
+    from projects.spvit.plot import plot
+    arch = load_arch(dict(format='spvit-arch/1', layers=[
+        dict(op=o, ffn=k) for o, k in zip(OPS, (8, 16, 32, 64))]))
+    out = plot(arch, str(tmp_path / 'a.png'), 'tiny')
+    assert out == str(tmp_path / 'a.png')
+    assert open(out, 'rb').read(8) == b'\x89PNG\r\n\x1a\n'

@@ -101,7 +101,7 @@ def test_default_merging_rows_are_the_recipe_stretched_to_10_epochs():
             assert cfg[key] == stretched[key], key
 
 
-def test_plugin_loader_errors_name_the_module_and_the_fix(tmp_path, monkeypatch):
+def test_plugin_loader_errors_name_the_module_and_the_fix(tmp_path, monkeypatch, capsys):
     with pytest.raises(ImportError, match=r"'projects\.nope\.embedded' cannot be imported"
                        r".*run_embedded\(work_dir, seed, epochs, cfg_options\)"):
         methods.load_plugin('projects.nope.embedded:run_embedded')
@@ -115,7 +115,14 @@ def test_plugin_loader_errors_name_the_module_and_the_fix(tmp_path, monkeypatch)
         '    return dict(model=None, metrics={"accuracy/top1": 50.0 + seed},\n'
         '                trainable=3, runner=None, seen=(work_dir, epochs, cfg_options))\n'
         'def bad(work_dir, seed, epochs, cfg_options):\n'
-        '    return dict(model=None, metrics={})\n')
+        '    return dict(model=None, metrics={})\n'
+        'def drawn(work_dir, seed, epochs, cfg_options):\n'
+        '    import os\n'
+        '    os.makedirs(work_dir, exist_ok=True)\n'
+        '    path = os.path.join(work_dir, "ops.png")\n'
+        '    open(path, "wb").close()\n'
+        '    return dict(model=None, metrics={"accuracy/top1": 1.0}, trainable=0,\n'
+        '                runner=None, pictures=[path, path + ".missing"][:seed])\n')
     monkeypatch.syspath_prepend(str(tmp_path))
     args = job.parse_args(['--methods', 'toy_plugin:run_embedded', '--epochs', '2'])
     res = job.run_plugin('toy', 'toy_plugin:run_embedded', args, 3, str(tmp_path))
@@ -124,6 +131,11 @@ def test_plugin_loader_errors_name_the_module_and_the_fix(tmp_path, monkeypatch)
     with pytest.raises(TypeError, match=r"must return a dict with keys \['model', "
                        r"'metrics', 'trainable', 'runner'\]"):
         job.run_plugin('bad', 'toy_plugin:bad', args, 0, str(tmp_path))
+    # pictures a plug-in draws are printed; a missing one is an error, not a silent gap
+    job.run_plugin('drawn', 'toy_plugin:drawn', args, 1, str(tmp_path))
+    assert f'drawn: picture {tmp_path / "drawn" / "ops.png"}' in capsys.readouterr().out
+    with pytest.raises(TypeError, match='pictures must be a list of existing image paths'):
+        job.run_plugin('drawn', 'toy_plugin:drawn', args, 2, str(tmp_path))
 
 
 def test_mlp_token_rate_counts_patch_tokens_that_ran_the_mlp():

@@ -39,8 +39,10 @@ def parse_args(argv: List[str] = None) -> argparse.Namespace:
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog=__doc__.split('\n\n', 1)[1])
     p.add_argument('config', help='a DyT config')
-    p.add_argument('--rate', type=float, default=0.5,
-                   help='activation rate the dispatchers are set to on the batch')
+    p.add_argument('--rate', type=float, nargs='+', default=[0.5],
+                   help='activation rate(s) the dispatchers are set to on the batch; '
+                   'several rates time one MLP-dispatch model per rate (where packing '
+                   'starts to pay: rate 1 is its pure overhead)')
     p.add_argument('--checkpoint', help='trained DyT checkpoint: keep its dispatchers '
                    '(--rate is then ignored)')
     p.add_argument('--dispatch', nargs='+', default=['mlp'], choices=list(DISPATCH),
@@ -59,6 +61,10 @@ def parse_args(argv: List[str] = None) -> argparse.Namespace:
                    help='override settings of the config')
     p.add_argument('--json', help='also write the results here (schema mmadapt-analysis)')
     args = p.parse_args(argv)
+    if args.checkpoint and len(args.rate) > 1:
+        p.error('--checkpoint keeps the trained dispatchers: give at most one --rate.')
+    if not all(0 < r <= 1 for r in args.rate):
+        p.error(f'--rate: every rate must be in (0, 1], got {args.rate}.')
     try:
         check_amp(args.amp, 'cpu')
     except ValueError as err:
@@ -89,23 +95,26 @@ def main(argv: List[str] = None) -> dict:
     hw = image_hw(cfg.model.backbone.get('img_size', 224))
     models = {'plain ViT': _build(cfg, block_cfg=None, aux_losses=[], lora_cfg=None)}
     x = input_images(cfg, models['plain ViT'], args.batch_size, hw, args.images)
-    variants = {}
+    variants, rates = {}, {}
     for kind in args.dispatch:
         block_cfg = dict(cfg.model.backbone.block_cfg, **DISPATCH[kind])
-        variants[f'DyT {kind} r={args.rate}'] = {} if kind == 'mlp' else dict(
-            block_cfg=block_cfg)
+        for rate in (args.rate if kind == 'mlp' else args.rate[:1]):
+            variants[f'DyT {kind} r={rate}'] = {} if kind == 'mlp' else dict(
+                block_cfg=block_cfg)
+            rates[f'DyT {kind} r={rate}'] = rate
     if args.tome:
         tome = int(args.tome) if args.tome.isdigit() else args.tome
         # merging is PYRAViT's: the same ViT and parts, with a TokenMerger per layer
-        variants[f'DyT mlp r={args.rate} + ToMe {args.tome}'] = dict(
-            type='PYRAViT', merge_mode='tome', merge_schedule=tome)
+        name = f'DyT mlp r={args.rate[0]} + ToMe {args.tome}'
+        variants[name] = dict(type='PYRAViT', merge_mode='tome', merge_schedule=tome)
+        rates[name] = args.rate[0]
     for name, override in variants.items():
         model = _build(cfg, **override)
         if args.checkpoint:
             load_weights(model, args.checkpoint, strict=False)
-            name = name.replace(f'r={args.rate}', 'trained')
+            name = name.replace(f'r={rates[name]}', 'trained')
         else:
-            calibrate_rate(model.backbone, x, args.rate)
+            calibrate_rate(model.backbone, x, rates[name])
         models[name] = model
     macs = {n: executed_macs(m.backbone, x) for n, m in models.items()}
     for name in models:
@@ -128,7 +137,8 @@ def main(argv: List[str] = None) -> dict:
                        ('flops_ratio', 'FLOPs ratio', ratio()),
                        ('realised', 'speed/FLOPs', '.2f')])
     report = make_report('dyt_benchmark', rows, config=args.config, batch=args.batch_size,
-                         dtype=dtype_name(args.amp), images=args.images, rate=args.rate,
+                         dtype=dtype_name(args.amp), images=args.images,
+                         rate=args.rate[0] if len(args.rate) == 1 else args.rate,
                          checkpoint=args.checkpoint, warmup=args.warmup, repeats=args.repeats)
     write_report(report, args.json)
     return report

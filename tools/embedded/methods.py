@@ -9,7 +9,8 @@ A method is either
   ``run_embedded(work_dir: str, seed: int, epochs: Optional[int],
   cfg_options: Optional[dict], protocol: str = 'test') -> dict`` (``protocol``
   optional: a plug-in that takes it runs under ``--protocol val`` too) returning ``dict(model=..., metrics=...,
-  trainable=..., runner=...)`` (see :data:`PLUGIN_KEYS`).
+  trainable=..., runner=...)`` (see :data:`PLUGIN_KEYS`), optionally ``pictures=[png
+  paths]`` that the job prints (SPViT's searched architecture).
 
 ``--methods`` accepts the names of :data:`METHODS`, a config path or a dotted path, so
 a method added later runs without editing this table.
@@ -109,6 +110,11 @@ def check_plugin_result(spec: str, result: object) -> dict:
         have = sorted(result) if isinstance(result, dict) else type(result).__name__
         raise TypeError(f'plug-in method {spec!r} returned {have}; it must return a dict '
                         f'with keys {list(PLUGIN_KEYS)}.')
+    pictures = result.get('pictures', [])
+    if not isinstance(pictures, (list, tuple)) or not all(
+            isinstance(p, str) and osp.isfile(p) for p in pictures):
+        raise TypeError(f'plug-in method {spec!r}: pictures must be a list of existing '
+                        f'image paths, got {pictures!r}.')
     if 'accuracy/top1' not in result['metrics']:
         raise KeyError(f"plug-in method {spec!r}: metrics has no 'accuracy/top1' (keys: "
                        f'{sorted(result["metrics"])}); return the test top-1 under it.')

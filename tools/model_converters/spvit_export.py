@@ -42,9 +42,10 @@ def main(argv=None) -> dict:
                         '(default: the search backbone init_cfg checkpoint)')
     parser.add_argument('--from-supernet', action='store_true',
                         help='gather from the search checkpoint instead')
-    parser.add_argument('--skip-op', choices=['ln', 'zero'], default='ln',
-                        help="skip layers add LN(x) ('ln', official fine-tune code, default) "
-                        "or nothing ('zero', thesis)")
+    parser.add_argument('--skip-op', choices=['ln', 'zero'], default=None,
+                        help="what a skipped layer adds: nothing ('zero', thesis Eq. 4.16) "
+                        "or LN(x) ('ln', official fine-tune code); default: the search "
+                        "config's op, so the compact model is the network the search scored")
     parser.add_argument('--fold', action='store_true',
                         help='fold z into explicit conv modules (deployment)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
