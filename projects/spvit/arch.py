@@ -17,6 +17,9 @@ from ..core.engine.atomic_io import atomic_json_dump
 from ..vit import cost
 
 OPS = ('skip', 'conv1x1', 'conv3x3', 'msa')
+#: what a skipped layer adds by default, in the search and the compact model alike: nothing
+#: (thesis Eq. 4.16), so the compact model is the network the search scored
+DEFAULT_SKIP_OP = 'zero'
 FORMAT = 'spvit-arch/1'
 FfnSpec = Union[int, List[int]]
 
@@ -126,7 +129,7 @@ def op_macs(op: str, dim: int, num_heads: int, num_tokens: int, num_prefix: int 
     raise ValueError(f'unknown SPViT op {op!r}; choose from {OPS}.')
 
 
-def compact_overrides(arch: SPViTArch, skip_op: str = 'zero', folded: bool = False,
+def compact_overrides(arch: SPViTArch, skip_op: str = DEFAULT_SKIP_OP, folded: bool = False,
                       alpha: float = 1e-2) -> List[dict]:
     """``block_overrides`` of a ComposableViT that builds ``arch`` physically. The
     default skip op is the search's ('zero'), so the compact model is the network the

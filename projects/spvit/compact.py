@@ -19,7 +19,7 @@ from ..vit.context import TokenContext
 from ..vit.interfaces import AttentionPart
 from ..vit.param_roles import AddsParameters
 from ..vit.registry import VIT_LAYERS
-from .arch import op_macs
+from .arch import DEFAULT_SKIP_OP, op_macs
 from .bconv import conv1x1_weights, conv3x3_weights, mix_heads
 from .supernet import check_skip_op, new_names
 
@@ -28,7 +28,7 @@ from .supernet import check_skip_op, new_names
 class SPViTSkip(AttentionPart):
     """The skip op: ``forward(x, ctx) -> (LN(x) or 0, None)``."""
 
-    def __init__(self, dim: int = 0, skip_op: str = 'zero', **kwargs) -> None:
+    def __init__(self, dim: int = 0, skip_op: str = DEFAULT_SKIP_OP, **kwargs) -> None:
         super().__init__()
         check_skip_op(skip_op, 'SPViTSkip')
         self.skip_op = skip_op

@@ -13,7 +13,7 @@ from typing import Dict, Optional
 from mmengine.config import Config
 
 from ..core.engine.atomic_io import atomic_torch_save, atomic_write_text
-from .arch import SPViTArch, compact_overrides, load_arch
+from .arch import DEFAULT_SKIP_OP, SPViTArch, compact_overrides, load_arch
 from .convert import arch_from_state, compact_state_dict, fold_state_dict, read_backbone_state
 from .supernet import check_skip_op
 
@@ -24,9 +24,9 @@ def _backbone_cfg(cfg: Config) -> dict:
 
 
 def search_skip_op(cfg: Config) -> str:
-    """The skip op of the search config's SPViTAttention ('zero' when not set)."""
+    """The skip op of the search config's SPViTAttention (its default when not set)."""
     block = _backbone_cfg(cfg).get('block_cfg') or {}
-    return (block.get('attn_cfg') or {}).get('skip_op', 'zero')
+    return (block.get('attn_cfg') or {}).get('skip_op', DEFAULT_SKIP_OP)
 
 
 def export_compact(search_cfg: Config, out_dir: str, checkpoint: Optional[str] = None,

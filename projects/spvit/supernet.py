@@ -17,11 +17,11 @@ from ..vit.context import TokenContext
 from ..vit.param_roles import AddsParameters
 from ..vit.registry import VIT_LAYERS
 from ..vit.block import Attention, Mlp
-from .arch import OPS, op_macs
+from .arch import DEFAULT_SKIP_OP, OPS, op_macs
 from .bconv import conv1x1_weights, gather_conv3x3, mix_heads, split_heads
 from .gates import op_of, ordered_attention_gates, sample_gates
 
-SKIP_OPS = ('zero', 'ln')
+SKIP_OPS = (DEFAULT_SKIP_OP, 'ln')
 
 
 def check_skip_op(skip_op: str, who: str) -> None:
@@ -73,7 +73,7 @@ class SPViTAttention(AddsParameters, Attention):
 
     def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True,
                  attn_drop: float = 0.0, proj_drop: float = 0.0, alpha: float = 1e-2,
-                 theta_init: float = 1.5, tau: float = 1.0, skip_op: str = 'zero',
+                 theta_init: float = 1.5, tau: float = 1.0, skip_op: str = DEFAULT_SKIP_OP,
                  damp: bool = True, theta_init_std: float = 0.0, **kwargs) -> None:
         super().__init__(dim, num_heads, qkv_bias=qkv_bias, attn_drop=attn_drop,
                          proj_drop=proj_drop, lora_cfg=None, prop_attn=False)

@@ -95,26 +95,24 @@ def main(argv: List[str] = None) -> dict:
     hw = image_hw(cfg.model.backbone.get('img_size', 224))
     models = {'plain ViT': _build(cfg, block_cfg=None, aux_losses=[], lora_cfg=None)}
     x = input_images(cfg, models['plain ViT'], args.batch_size, hw, args.images)
-    variants, rates = {}, {}
+    variants = {}  # name -> (backbone override, activation rate)
     for kind in args.dispatch:
         block_cfg = dict(cfg.model.backbone.block_cfg, **DISPATCH[kind])
         for rate in (args.rate if kind == 'mlp' else args.rate[:1]):
-            variants[f'DyT {kind} r={rate}'] = {} if kind == 'mlp' else dict(
-                block_cfg=block_cfg)
-            rates[f'DyT {kind} r={rate}'] = rate
+            variants[f'DyT {kind} r={rate}'] = ({} if kind == 'mlp' else dict(
+                block_cfg=block_cfg), rate)
     if args.tome:
         tome = int(args.tome) if args.tome.isdigit() else args.tome
         # merging is PYRAViT's: the same ViT and parts, with a TokenMerger per layer
-        name = f'DyT mlp r={args.rate[0]} + ToMe {args.tome}'
-        variants[name] = dict(type='PYRAViT', merge_mode='tome', merge_schedule=tome)
-        rates[name] = args.rate[0]
-    for name, override in variants.items():
+        variants[f'DyT mlp r={args.rate[0]} + ToMe {args.tome}'] = (
+            dict(type='PYRAViT', merge_mode='tome', merge_schedule=tome), args.rate[0])
+    for name, (override, rate) in variants.items():
         model = _build(cfg, **override)
         if args.checkpoint:
             load_weights(model, args.checkpoint, strict=False)
-            name = name.replace(f'r={rates[name]}', 'trained')
+            name = name.replace(f'r={rate}', 'trained')
         else:
-            calibrate_rate(model.backbone, x, rates[name])
+            calibrate_rate(model.backbone, x, rate)
         models[name] = model
     macs = {n: executed_macs(m.backbone, x) for n, m in models.items()}
     for name in models:
