@@ -8,10 +8,12 @@ anchor's blocks ``k..L-1``. Which stitch runs is chosen per call (``forward(x,
 stitch)``), by default the one set with :meth:`set_stitch` (the sampling hook sets it
 before every training iteration) and sent to the blocks in the forward's context.
 
-Output width rule: every tap (``out_indices``) has the width of the largest anchor.
-A tap produced by a smaller anchor goes through a learnable linear map of that
-(anchor, tap), initialised as zero-padding (identity on the first channels), so heads
-and necks see one width per tap whatever the stitch.
+Output width rule (``tap_width``): 'largest' -- every tap (``out_indices``) has the
+width of the largest anchor; a tap produced by a smaller anchor goes through a learnable
+linear map of that (anchor, tap), initialised as zero-padding (identity on the first
+channels), so one head or neck serves every stitch. 'anchor' -- a tap keeps the width
+of the anchor that produced it (SN-Net: a stitch is read by the head of the anchor it
+ends in; ``StitchedImageClassifier(head_per_anchor=True)``).
 """
 import os.path as osp
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
@@ -34,6 +36,7 @@ from .space import StitchSpace
 RankSpec = Union[None, int, str]
 #: anchor options every anchor must share, and what they mean for a stitch
 SHARED = ('num_layers', 'patch_size', 'img_size', 'with_cls_token')
+TAP_WIDTHS = ('largest', 'anchor')
 
 
 class TapProjection(AddsParameters, nn.Linear):
@@ -68,6 +71,8 @@ class StitchedViT(BaseModule):
         stitch_lora_rank: LoRA rank of the stitching layers under PST: 'd/4' (thesis:
             the front width / 4), an int, 0 (frozen), or None (train the full layer).
         frozen: freeze the anchors (PST) -- False trains every parameter.
+        tap_width: 'largest' (taps of smaller anchors projected to the largest width)
+            or 'anchor' (each tap keeps its anchor's width; one head per anchor).
     """
 
     def __init__(self,
@@ -80,8 +85,15 @@ class StitchedViT(BaseModule):
                  pst: bool = True,
                  stitch_lora_rank: RankSpec = 'd/4',
                  frozen: bool = True,
+                 tap_width: str = 'largest',
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
+        if tap_width not in TAP_WIDTHS:
+            raise ValueError(f'tap_width must be one of {TAP_WIDTHS}, got {tap_width!r}: '
+                             "'largest' projects smaller anchors' taps to the largest width "
+                             "(one head), 'anchor' keeps each anchor's width (a head per "
+                             'anchor).')
+        self.tap_width = tap_width
         if not isinstance(anchors, (list, tuple)) or len(anchors) < 2:
             raise ValueError('StitchedViT needs a list of at least 2 anchor configs (ComposableViT '
                              f'arguments), got {anchors!r}.')
@@ -112,7 +124,8 @@ class StitchedViT(BaseModule):
             for layer, (_, _, din, dout) in enumerate(self.space.layer_specs))
         self.tap_proj = nn.ModuleDict({
             f'{a}_{t}': TapProjection(self.dims[a], self.embed_dims)
-            for a in range(len(self.dims) - 1) for t in self.out_indices})
+            for a in range(len(self.dims) - 1) for t in self.out_indices
+            if tap_width == 'largest'})
         # set once the stitching layers hold their least-squares solution (saved with
         # the weights, so a resumed or fine-tuned model is not initialised again)
         self.register_buffer('stitch_initialised', torch.tensor(False))
@@ -191,13 +204,18 @@ class StitchedViT(BaseModule):
         """The largest anchor alone (the in-place distillation teacher)."""
         return len(self.dims) - 1
 
+    def end_anchor(self, stitch: Optional[int] = None) -> int:
+        """The anchor a stitch ends in (whose head reads it under ``tap_width='anchor'``)."""
+        sid = self.stitch if stitch is None else self.space.check_id(int(stitch))
+        return self.space.stitches[sid].end
+
     def set_stitch(self, stitch: int) -> None:
         """Which path :meth:`forward` runs by default (set between iterations by the
         sampling hook, like train/eval mode; the forward itself keeps no state)."""
         self.stitch = self.space.check_id(int(stitch))
 
     def _project(self, anchor: int, tap: int, out: Tensor) -> Tensor:
-        if anchor == len(self.dims) - 1:
+        if anchor == len(self.dims) - 1 or self.tap_width == 'anchor':
             return out
         proj = self.tap_proj[f'{anchor}_{tap}']
         if out.dim() == 4:  # (B, C, H, W) feature map
@@ -358,8 +376,8 @@ class StitchedViT(BaseModule):
 
     def _tap_macs(self, anchor: int, tap: int, num_tokens: int) -> float:
         """The projection of a smaller anchor's tap (``num_tokens`` rows) to the
-        largest width; none for the largest anchor."""
-        if anchor == len(self.dims) - 1:
+        largest width; none for the largest anchor or ``tap_width='anchor'``."""
+        if anchor == len(self.dims) - 1 or self.tap_width == 'anchor':
             return 0.0
         return self.tap_proj[f'{anchor}_{tap}'].macs(num_tokens)
 

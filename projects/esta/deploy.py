@@ -6,7 +6,8 @@ The exported backbone is a plain :class:`~projects.esta.backbone.StitchedViT`
 shared LoRA and that stitch's biases folded into the weights (the one merge of
 ``projects.core.peft``); the classifier becomes
 mmpretrain's ``ImageClassifier`` (segmentors keep their type) and the ESTA training
-hooks are dropped.
+hooks are dropped. With a head per anchor the exported classifier has the head of
+the anchor the stitch ends in (its config's ``in_channels`` and its weights).
 """
 import copy
 import json
@@ -23,7 +24,8 @@ from ..core.engine.model_builder import build_model_from_cfg
 from ..core.peft.deploy import folded_model_state as fold_with_backbone_state
 from .hooks import DEPLOY_FILE
 
-TRAINING_ONLY_HOOKS = ('ESTASamplingHook', 'StitchInitHook', 'LinearProbeInitHook')
+TRAINING_ONLY_HOOKS = ('ESTASamplingHook', 'StitchInitHook', 'LinearProbeInitHook',
+                       'AnchorHeadsProbeHook')
 
 
 def deploy_config(cfg: Config, backbone: nn.Module, stitch: int) -> Config:
@@ -33,6 +35,8 @@ def deploy_config(cfg: Config, backbone: nn.Module, stitch: int) -> Config:
         out.model.type = 'ImageClassifier'
         out.model.pop('distill', None)
         out.model.pop('distill_weight', None)
+        if out.model.pop('head_per_anchor', False):
+            out.model.head.in_channels = backbone.dims[backbone.end_anchor(stitch)]
     out.pop('runner_type', None)
     out.pop('load_from', None)
     out.custom_hooks = [h for h in out.get('custom_hooks', [])
@@ -42,8 +46,20 @@ def deploy_config(cfg: Config, backbone: nn.Module, stitch: int) -> Config:
 
 def folded_model_state(model: nn.Module, stitch: int) -> Dict[str, Tensor]:
     """The model's state with the backbone folded for ``stitch`` (LoRA merged with
-    ``projects.core.peft``, that stitch's bias rows added)."""
-    return fold_with_backbone_state(model, model.backbone.folded_state_dict(stitch))
+    ``projects.core.peft``, that stitch's bias rows added) and, with a head per anchor,
+    the end anchor's head as ``head``."""
+    state = fold_with_backbone_state(model, model.backbone.folded_state_dict(stitch))
+    if not getattr(model, 'head_per_anchor', False):
+        return state
+    end = model.backbone.end_anchor(stitch)
+    prefix = f'anchor_heads.{end}.'
+    out = {k: v for k, v in state.items()
+           if not k.startswith('anchor_heads.') and
+           not (end < len(model.anchor_heads) and k.startswith('head.'))}
+    if end < len(model.anchor_heads):
+        out.update({'head.' + k[len(prefix):]: v for k, v in state.items()
+                    if k.startswith(prefix)})
+    return out
 
 
 def deployed_stitches(work_dir: str) -> List[int]:

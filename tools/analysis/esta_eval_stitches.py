@@ -1,6 +1,7 @@
 """Evaluate every stitch of a trained ESTA supernet -- FLOPs (MACs), parameters,
 measured CPU/GPU throughput and test accuracy -- and draw the accuracy-FLOPs picture
-with the deployed stitches (top importance per FLOPs interval) and the anchors marked
+with the deployed stitches (per FLOPs interval: top importance, or top val accuracy
+with ESTASamplingHook(select='val')) and the anchors marked
 (thesis Fig. 3.3 / 3.4). Writes <out-dir>/esta_stitches.json and esta_stitches.png.
 
 Throughput runs the plain (folded) network, so LoRA and bias bookkeeping cost nothing;
@@ -97,9 +98,12 @@ def main(argv=None) -> dict:
     os.makedirs(out_dir, exist_ok=True)
     deploy_json = args.deploy_json or (osp.join(osp.dirname(args.checkpoint), 'esta_deploy.json')
                                        if args.checkpoint else None)
-    deployed = []
+    deployed, select, val_acc = [], None, None
     if deploy_json and osp.isfile(deploy_json):
-        deployed = [d['stitch'] for d in json.load(open(deploy_json))['deploy']]
+        with open(deploy_json) as f:
+            run = json.load(f)
+        deployed = [d['stitch'] for d in run['deploy']]
+        select, val_acc = run.get('select'), run.get('val_accuracy')
 
     hw = image_hw(cfg.model.backbone.anchors[0].get('img_size', 224))
     bench = input_images(cfg, model, args.bench_batch, hw, args.images)
@@ -112,14 +116,16 @@ def main(argv=None) -> dict:
         speed = measure_interleaved(fns, bench, warmup=1, repeats=args.bench_repeats)
 
     rows = []
-    head_params = sum(p.numel() for p in model.head.parameters()) if hasattr(model, 'head') else 0
     for s in stitches:
         st = backbone.space.stitches[s]
+        head_params = sum(p.numel() for p in model.head_of(s).parameters())  # its own head
         rows.append(dict(stitch=s, front=st.front, end=st.end, j=st.j, k=st.k,
                          anchor=st.is_anchor, deployed=s in deployed,
                          gmacs=backbone.stitch_macs(s) / 1e9,
                          params_m=(backbone.stitch_params(s) + head_params) / 1e6,
                          images_per_s=speed[s]['images_per_s']))
+        if val_acc:  # measured by ESTASamplingHook(select='val')
+            rows[-1]['val_accuracy'] = val_acc[s]
     num_test = None
     if not args.no_accuracy:
         batches = list(test_batches(model, cfg, args.max_test_images))
@@ -128,8 +134,8 @@ def main(argv=None) -> dict:
             for row in progress(rows, desc='stitch accuracy'):
                 correct = 0
                 for images, labels in batches:
-                    feats = model.extract_stitch_feat(images, row['stitch'])
-                    correct += int((model.head(feats).argmax(-1) == labels).sum())
+                    logits = model.stitch_logits(images, row['stitch'])  # its own head
+                    correct += int((logits.argmax(-1) == labels).sum())
                 row['accuracy'] = 100.0 * correct / num_test
         front = pareto([(r['gmacs'], r['accuracy']) for r in rows])
         for i, row in enumerate(rows):
@@ -142,6 +148,8 @@ def main(argv=None) -> dict:
                    speed_ratio_range=None if args.no_speed else
                    [min(r['speed_ratio'] for r in rows), max(r['speed_ratio'] for r in rows)],
                    deployed=deployed)
+    if select:
+        summary['select'] = select
     if not args.no_accuracy and deployed:
         summary['deployed_on_pareto'] = sum(r['pareto'] for r in rows if r['deployed'])
     report = make_report('esta_eval_stitches', rows, config=args.config,
@@ -162,7 +170,7 @@ def _plot(rows, path):
                c='tab:blue', label='stitches')
     dep = [r for r in rows if r['deployed']]
     ax.scatter([r['gmacs'] for r in dep], [r['accuracy'] for r in dep], s=60,
-               facecolors='none', edgecolors='tab:red', label='deployed (top score)')
+               facecolors='none', edgecolors='tab:red', label='deployed')
     anc = [r for r in rows if r['anchor']]
     ax.scatter([r['gmacs'] for r in anc], [r['accuracy'] for r in anc], marker='*', s=160,
                c='gold', edgecolors='k', label='anchors')

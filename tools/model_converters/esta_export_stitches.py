@@ -2,8 +2,10 @@
 config and a checkpoint (<out-dir>/stitch_<id>.py / .pth) with the shared LoRA and the
 stitch's own biases folded into the weights, which tools/test.py runs as they are.
 
-By default the stitches of the run's esta_deploy.json (the top-scored stitch of every
-FLOPs interval, written when training ends) are exported. The checkpoint may be
+By default the stitches of the run's esta_deploy.json (per FLOPs interval the top-scored
+stitch, or the most accurate on val200 with ESTASamplingHook(select='val'); written when
+training ends) are exported. With a head per anchor each export has the head of the
+anchor its stitch ends in. The checkpoint may be
 adapter-only (AdapterCheckpointHook): the anchors' init_cfg checkpoints of the config
 are then its base, checked against the one it was trained on.
 """

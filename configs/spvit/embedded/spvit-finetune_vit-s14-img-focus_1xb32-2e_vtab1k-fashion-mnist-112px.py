@@ -15,3 +15,13 @@ param_scheduler = [
          convert_to_iter_based=True),
 ]
 train_cfg = dict(max_epochs=2)
+# the compact model's conv ops start with fresh batch norms (official): their running
+# statistics come from the training split before the LP-FT head is fitted, so the head
+# reads the features training starts from (FreshBNCalibrationHook; the recipe's hooks
+# are kept, this list replaces its base's)
+custom_hooks = [
+    dict(type='RNGStateHook'),
+    dict(type='FreshBNCalibrationHook', split='train', max_images=800),
+    dict(type='LinearProbeInitHook', select_splits=('train', 'val'),
+         fit_splits=('train', 'val')),
+]

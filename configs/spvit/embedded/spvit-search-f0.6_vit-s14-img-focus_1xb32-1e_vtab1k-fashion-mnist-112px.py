@@ -25,6 +25,9 @@ default_hooks = dict(checkpoint=dict(interval=1, max_keep_ckpts=1),
 # the recipe's LP-FT hook is kept: the search starts from a head fitted on the
 # supernet's features with every gate on, as the official search starts from a trained
 # head (with a random head the task gives the gates almost no gradient)
+# its fine-tune base's BN calibration is dropped: the LP-FT head is fitted with every
+# gate on (MSA everywhere), where no batch norm runs
+dropped_base_hooks = {'FreshBNCalibrationHook': 'the supernet with every gate on runs no BN'}
 custom_hooks = [
     dict(type='RNGStateHook'),
     dict(type='LinearProbeInitHook', select_splits=('train', 'val'),
