@@ -39,17 +39,17 @@ TEACHER_SUFFIX = '_teacher'
 Q_KEY = 'esta_q'
 
 
+def snip_term(param: Tensor, grad: Tensor) -> float:
+    """One parameter's SNIP term ``sum |theta * grad|`` (float64 sum)."""
+    with torch.no_grad():
+        return float((param.detach() * grad.detach()).abs().sum(dtype=torch.float64))
+
+
 def snip(params: List[nn.Parameter], before: List[Optional[Tensor]]) -> float:
     """``sum |theta * (grad - before)|`` over ``params`` (``before``: the gradients held
     before the backward, None when there were none)."""
-    total = 0.0
-    with torch.no_grad():
-        for p, old in zip(params, before):
-            if p.grad is None:
-                continue
-            grad = p.grad if old is None else p.grad - old
-            total += float((p.detach() * grad).abs().sum(dtype=torch.float64))
-    return total
+    return sum(snip_term(p, p.grad if old is None else p.grad - old)
+               for p, old in zip(params, before) if p.grad is not None)
 
 
 @MODELS.register_module()

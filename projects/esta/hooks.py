@@ -32,7 +32,7 @@ from ..core.engine.ddp import unwrap_model
 from ..core.engine.hooks.linear_probe_init_hook import (LinearProbeInitHook, probe_head,
                                                         split_loader)
 from .backbone import StitchedViT
-from .classifier import Q_KEY
+from .classifier import Q_KEY, snip_term
 from .sampler import StitchSampler, broadcast_int, mean_over_ranks
 
 CKPT_KEY = 'esta_sampler'
@@ -156,7 +156,7 @@ class ESTASamplingHook(Hook):
 
     def _accumulate(self, param: torch.Tensor) -> None:
         if param.grad is not None:
-            self._q += float((param.detach() * param.grad.detach()).abs().sum())
+            self._q += snip_term(param, param.grad)
 
     def attach(self, backbone: StitchedViT) -> None:
         """For a model that does not report Q (one loss, the stitch's): read the SNIP
