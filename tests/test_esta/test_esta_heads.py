@@ -67,22 +67,34 @@ def test_stitch_uses_the_head_of_its_end_anchor():
     assert s.fc.weight.grad is not None
 
 
-def test_head_per_anchor_needs_anchor_widths():
-    cfg = Config.fromfile(CFG)
+def _per_anchor_without_anchor_taps(cfg):
     cfg.model.head_per_anchor = True
-    with pytest.raises(ValueError, match="tap_width='anchor'"):
-        build(cfg)
-    cfg = Config.fromfile(CFG)
+
+
+def _anchor_taps_without_per_anchor_heads(cfg):
     cfg.model.backbone.tap_width = 'anchor'
-    with pytest.raises(ValueError, match='head per anchor'):
+
+
+def _unknown_tap_width(cfg):
+    cfg.model.backbone.tap_width = 'own'
+
+
+@pytest.mark.parametrize('mutate,message', [
+    (_per_anchor_without_anchor_taps, "tap_width='anchor'"),
+    (_anchor_taps_without_per_anchor_heads, 'head per anchor'),
+    (_unknown_tap_width, 'tap_width must be one of'),
+])
+def test_head_and_tap_options_must_agree(mutate, message):
+    cfg = Config.fromfile(CFG)
+    mutate(cfg)
+    with pytest.raises(ValueError, match=message):
         build(cfg)
+
+
+def test_per_anchor_head_must_read_the_largest_anchor_width():
     cfg = per_anchor_cfg()
     cfg.model.head.in_channels = 16
     with pytest.raises(ValueError, match="largest anchor's width 32"):
-        build(cfg)
-    cfg = Config.fromfile(CFG)
-    cfg.model.backbone.tap_width = 'own'
-    with pytest.raises(ValueError, match='tap_width must be one of'):
         build(cfg)
 
 
